@@ -1,6 +1,75 @@
+import ArborEngine
 import ArgumentParser
+import Foundation
 
+/// `arbor generate`: run a model on a prompt or a chat message and stream the text.
 struct GenerateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "generate", abstract: "(not yet built)")
-    func run() async throws { throw ValidationError("not yet built") }
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text with a model.",
+        discussion: """
+            Give either --prompt (raw text, passed to the model as is) or --chat (a user message \
+            rendered with the model's chat template). Text streams to stdout; --json prints one \
+            JSON object at the end instead.
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "Raw prompt text.")
+    var prompt: String?
+    @Option(help: "A user message, formatted with the model's chat template.")
+    var chat: String?
+    @Option(help: "A system message for --chat.")
+    var system: String?
+    @Option(name: .customLong("max-tokens"), help: "Maximum number of tokens to generate.")
+    var maxTokens: Int = 128
+    @OptionGroup var sampling: SamplingOptions
+    @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
+    var stop: [String] = []
+    @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-text tokens.")
+    var ignoreEOS = false
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int?
+    @Flag(help: "Print one JSON object with text, token ids and stats.")
+    var json = false
+
+    func validate() throws {
+        guard (prompt == nil) != (chat == nil) else { throw ValidationError("give exactly one of --prompt or --chat") }
+        guard maxTokens > 0 else { throw ValidationError("--max-tokens must be positive") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if system != nil && chat == nil { throw ValidationError("--system needs --chat") }
+    }
+
+    func run() async throws {
+        let path = try model.resolve()
+        let bundle = try ModelBundle.load(path: path, threads: threads ?? ModelRegistryDefaults.threads)
+        let tokens: [Int32]
+        if let chat {
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: chat))
+            tokens = try bundle.chatTokens(messages)
+        } else {
+            tokens = bundle.promptTokens(prompt ?? "")
+        }
+        let parameters = GenerationParameters(
+            maxTokens: maxTokens, sampling: sampling.parameters, stopStrings: stop, stopAtEndOfText: !ignoreEOS)
+        let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
+        let stream = !json
+        let result = try generator.generate(promptTokens: tokens, parameters: parameters) { piece in
+            if stream { StandardStreams.write(piece) }
+            return true
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } else {
+            StandardStreams.write("\n")
+            let s = result.stats
+            StandardStreams.error(String(
+                format: "\n[%d prompt tokens, %.1f ms prefill (%.1f tok/s); %d generated, %.1f ms decode (%.2f tok/s); finish: %@]\n",
+                s.promptTokens, s.prefillMilliseconds, s.prefillTokensPerSecond, s.generatedTokens,
+                s.decodeMilliseconds, s.tokensPerSecond, result.finishReason.rawValue))
+        }
+    }
 }

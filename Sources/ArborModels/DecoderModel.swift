@@ -1,0 +1,382 @@
+import ArborGGUF
+import ArborKernels
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What distinguishes one decoder architecture from another, for the shared forward pass.
+struct DecoderTraits: Sendable {
+    enum Activation: Sendable { case swiglu, geglu }
+    /// Pairs `(i, i + d/2)` rotate together (NeoX/Qwen/Gemma) instead of `(2i, 2i+1)` (llama).
+    var neoxRope: Bool
+    var activation: Activation
+    /// Multiply token embeddings by this (Gemma: √d_model).
+    var embeddingScale: Float?
+    /// Multiply queries by this before attention (Gemma 3), else scale the scores by 1/√d.
+    var queryScale: Float?
+}
+
+/// One transformer block's weights. Optional parts exist only in some architectures.
+struct DecoderLayer: @unchecked Sendable {
+    var attentionNorm: [Float]          // [d]
+    var wq, wk, wv, wo: QuantizedMatrix
+    var qBias, kBias, vBias: [Float]?   // [qDim], [kvDim], [vDim]
+    var qNorm, kNorm: [Float]?          // [headSize] (Gemma 3)
+    var postAttentionNorm: [Float]?     // [d] (Gemma 3)
+    var ffnNorm: [Float]                // [d]
+    var gate, up, down: QuantizedMatrix
+    var postFFNNorm: [Float]?           // [d] (Gemma 3)
+}
+
+/// Loads the tensors of a decoder with llama.cpp's tensor names, checking every shape.
+struct DecoderWeightLoader {
+    let file: GGUFFile
+    let config: ModelConfiguration
+
+    func matrix(_ name: String, columns: Int, rows: Int) throws(ModelError) -> QuantizedMatrix {
+        let info: GGUFTensorInfo
+        do { info = try file.tensorInfo(name) } catch { throw .file(error) }
+        guard info.dims.count == 2, info.dims[0] == columns, info.dims[1] == rows else {
+            throw .badTensor(path: file.path, tensor: name, reason: "shape \(info.dims), expected [\(columns), \(rows)]")
+        }
+        do { return try QuantizedMatrix(file: file, info: info) } catch { throw .file(error) }
+    }
+
+    func vector(_ name: String, count: Int) throws(ModelError) -> [Float] {
+        let info: GGUFTensorInfo
+        do { info = try file.tensorInfo(name) } catch { throw .file(error) }
+        guard info.elementCount == count else {
+            throw .badTensor(path: file.path, tensor: name, reason: "\(info.elementCount) elements, expected \(count)")
+        }
+        guard info.type == .f32 || info.type == .f16 || info.type == .bf16 else {
+            throw .badTensor(path: file.path, tensor: name, reason: "type \(info.type), expected a float vector")
+        }
+        return dequantize(type: info.type, data: file.data(of: info).baseAddress!, count: count)
+    }
+
+    func optionalVector(_ name: String, count: Int) throws(ModelError) -> [Float]? {
+        file.hasTensor(name) ? try vector(name, count: count) : nil
+    }
+
+    /// The layers with the tensors every supported architecture shares.
+    func layers(withBiases: Bool, withQKNorm: Bool, withPostNorms: Bool) throws(ModelError) -> [DecoderLayer] {
+        let c = config
+        var out: [DecoderLayer] = []
+        for i in 0..<c.blockCount {
+            let p = "blk.\(i)."
+            out.append(DecoderLayer(
+                attentionNorm: try vector(p + "attn_norm.weight", count: c.embeddingLength),
+                wq: try matrix(p + "attn_q.weight", columns: c.embeddingLength, rows: c.queryDimension),
+                wk: try matrix(p + "attn_k.weight", columns: c.embeddingLength, rows: c.keyValueDimension),
+                wv: try matrix(p + "attn_v.weight", columns: c.embeddingLength, rows: c.valueDimension),
+                wo: try matrix(p + "attn_output.weight", columns: c.headCount * c.valueLength, rows: c.embeddingLength),
+                qBias: withBiases ? try optionalVector(p + "attn_q.bias", count: c.queryDimension) : nil,
+                kBias: withBiases ? try optionalVector(p + "attn_k.bias", count: c.keyValueDimension) : nil,
+                vBias: withBiases ? try optionalVector(p + "attn_v.bias", count: c.valueDimension) : nil,
+                qNorm: withQKNorm ? try vector(p + "attn_q_norm.weight", count: c.keyLength) : nil,
+                kNorm: withQKNorm ? try vector(p + "attn_k_norm.weight", count: c.keyLength) : nil,
+                postAttentionNorm: withPostNorms ? try vector(p + "post_attention_norm.weight", count: c.embeddingLength) : nil,
+                ffnNorm: try vector(p + "ffn_norm.weight", count: c.embeddingLength),
+                gate: try matrix(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
+                up: try matrix(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
+                down: try matrix(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength),
+                postFFNNorm: withPostNorms ? try vector(p + "post_ffw_norm.weight", count: c.embeddingLength) : nil
+            ))
+        }
+        return out
+    }
+
+    /// `output.weight`, or the token embedding when the model ties them.
+    func outputMatrix() throws(ModelError) -> QuantizedMatrix {
+        let name = file.hasTensor("output.weight") ? "output.weight" : "token_embd.weight"
+        return try matrix(name, columns: config.embeddingLength, rows: config.vocabularySize)
+    }
+}
+
+/// A decoder-only transformer run on the CPU: the forward pass shared by every architecture.
+///
+/// One forward runs at a time per model (its scratch buffers are reused); calls are serialised.
+public final class DecoderModel: LanguageModel, @unchecked Sendable {
+    public let configuration: ModelConfiguration
+    let traits: DecoderTraits
+    /// Keeps the memory mapping the weight views point into alive.
+    let file: GGUFFile
+    let tokenEmbedding: QuantizedMatrix  // [vocab, d]
+    let output: QuantizedMatrix          // [vocab, d]
+    let outputNorm: [Float]              // [d]
+    let layers: [DecoderLayer]
+    public let pool: ThreadPool
+    private let lock = Mutex(())
+    private var workspace = Workspace()
+
+    init(file: GGUFFile, configuration: ModelConfiguration, traits: DecoderTraits,
+         tokenEmbedding: QuantizedMatrix, output: QuantizedMatrix, outputNorm: [Float],
+         layers: [DecoderLayer], threads: Int) {
+        self.file = file
+        self.configuration = configuration
+        self.traits = traits
+        self.tokenEmbedding = tokenEmbedding
+        self.output = output
+        self.outputNorm = outputNorm
+        self.layers = layers
+        self.pool = ThreadPool(threads: threads)
+    }
+
+    /// Bytes of weights read for one token (every matrix once, the embedding row aside).
+    public var weightBytesPerToken: Int {
+        layers.reduce(output.rowBytes * output.rows) { sum, l in
+            sum + [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].reduce(0) { $0 + $1.rowBytes * $1.rows }
+        }
+    }
+
+    public func makeCache(capacity: Int) -> any KVCache {
+        StandardKVCache(
+            layerCount: configuration.blockCount, keyDimension: configuration.keyValueDimension,
+            valueDimension: configuration.valueDimension, capacity: capacity, limit: configuration.contextLength)
+    }
+
+    public func forward(_ batch: ForwardBatch, cache anyCache: any KVCache) throws(ModelError) -> Logits {
+        let c = configuration
+        let n = batch.tokens.count
+        guard n > 0 else { throw .invalidBatch("empty batch") }
+        guard batch.positions.count == n else {
+            throw .invalidBatch("\(batch.positions.count) positions for \(n) tokens")
+        }
+        for t in batch.tokens where t < 0 || Int(t) >= c.vocabularySize {
+            throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
+        }
+        guard let cache = anyCache as? StandardKVCache,
+              cache.layerCount == c.blockCount, cache.keyDimension == c.keyValueDimension,
+              cache.valueDimension == c.valueDimension
+        else { throw .wrongCache("the cache was not made by this model") }
+        let visible = try batch.mask.visibleIndices(count: n)
+        let logitRows = batch.logitIndices ?? Array(0..<n)
+        guard zip(logitRows, logitRows.dropFirst()).allSatisfy({ $0 < $1 }),
+              logitRows.allSatisfy({ $0 >= 0 && $0 < n }) else {
+            throw .invalidBatch("logit indices must be ascending batch indices")
+        }
+        return try lock.withLock { _ throws(ModelError) in
+            let base = cache.count
+            try cache.append(positions: batch.positions)
+            workspace.prepare(config: c, batch: n, contextCount: cache.count, logitRows: logitRows.count)
+            let values = run(batch, visible: visible, logitRows: logitRows, cache: cache, base: base)
+            return Logits(vocabularySize: c.vocabularySize, batchIndices: logitRows, values: values)
+        }
+    }
+
+    // MARK: The forward pass
+
+    private func run(_ batch: ForwardBatch, visible: [[Int]], logitRows: [Int], cache: StandardKVCache, base: Int) -> [Float] {
+        let c = configuration
+        let ws = workspace
+        let n = batch.tokens.count
+        let d = c.embeddingLength
+        let x = ws.x, h = ws.h
+
+        // Embeddings [n, d].
+        for (b, token) in batch.tokens.enumerated() {
+            dequantizeRow(tokenEmbedding, row: Int(token), into: x + b * d)
+            if let scale = traits.embeddingScale {
+                for i in 0..<d { x[b * d + i] *= scale }
+            }
+        }
+        // RoPE tables per token [n, ropeDims/2, 2], for the global and the sliding-window base.
+        let ropeDims = c.ropeDimensionCount
+        for b in 0..<n {
+            TransformerOps.ropeTable(position: batch.positions[b], dims: ropeDims, base: c.ropeFreqBase, into: ws.ropeGlobal + b * ropeDims)
+            TransformerOps.ropeTable(position: batch.positions[b], dims: ropeDims, base: c.ropeFreqBaseSWA, into: ws.ropeLocal + b * ropeDims)
+        }
+
+        for (l, layer) in layers.enumerated() {
+            // Attention block.
+            for b in 0..<n {
+                TransformerOps.rmsNorm(x + b * d, layer.attentionNorm, h + b * d, count: d, eps: c.rmsEpsilon)
+            }
+            matmul(layer.wq, h, batch: n, ws.q, scratch: ws.matmulScratch, pool: pool)
+            matmul(layer.wk, h, batch: n, ws.k, scratch: ws.matmulScratch, pool: pool)
+            matmul(layer.wv, h, batch: n, ws.v, scratch: ws.matmulScratch, pool: pool)
+            prepareQKV(layer: layer, layerIndex: l, batch: n, cache: cache, base: base)
+            attention(layerIndex: l, batch: batch, visible: visible, cache: cache, base: base)
+            matmul(layer.wo, ws.attn, batch: n, h, scratch: ws.matmulScratch, pool: pool)
+            if let post = layer.postAttentionNorm {
+                for b in 0..<n { TransformerOps.rmsNorm(h + b * d, post, h + b * d, count: d, eps: c.rmsEpsilon) }
+            }
+            for i in 0..<(n * d) { x[i] += h[i] }
+
+            // Feed-forward block.
+            for b in 0..<n {
+                TransformerOps.rmsNorm(x + b * d, layer.ffnNorm, h + b * d, count: d, eps: c.rmsEpsilon)
+            }
+            matmul(layer.gate, h, batch: n, ws.gate, scratch: ws.matmulScratch, pool: pool)
+            matmul(layer.up, h, batch: n, ws.up, scratch: ws.matmulScratch, pool: pool)
+            let ff = c.feedForwardLength
+            switch traits.activation {
+            case .swiglu: TransformerOps.swiglu(ws.gate, ws.up, count: n * ff)
+            case .geglu: TransformerOps.geglu(ws.gate, ws.up, count: n * ff)
+            }
+            matmul(layer.down, ws.gate, batch: n, h, scratch: ws.matmulScratch, pool: pool)
+            if let post = layer.postFFNNorm {
+                for b in 0..<n { TransformerOps.rmsNorm(h + b * d, post, h + b * d, count: d, eps: c.rmsEpsilon) }
+            }
+            for i in 0..<(n * d) { x[i] += h[i] }
+        }
+
+        // Final norm on the rows whose logits are wanted, then the output projection.
+        for (r, b) in logitRows.enumerated() {
+            TransformerOps.rmsNorm(x + b * d, outputNorm, h + r * d, count: d, eps: c.rmsEpsilon)
+        }
+        var logits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize)
+        logits.withUnsafeMutableBufferPointer { out in
+            matmul(output, h, batch: logitRows.count, out.baseAddress!, scratch: ws.matmulScratch, pool: pool)
+        }
+        return logits
+    }
+
+    /// Biases, Q/K norms, RoPE, the query scale; then keys and values into the cache as F16.
+    private func prepareQKV(layer: DecoderLayer, layerIndex l: Int, batch n: Int, cache: StandardKVCache, base: Int) {
+        let c = configuration
+        let ws = workspace
+        let hs = c.keyLength, qDim = c.queryDimension, kvDim = c.keyValueDimension, vDim = c.valueDimension
+        let ropeDims = c.ropeDimensionCount
+        let table = c.isSlidingWindowLayer(l) ? ws.ropeLocal : ws.ropeGlobal
+        for b in 0..<n {
+            let q = ws.q + b * qDim, k = ws.k + b * kvDim, v = ws.v + b * vDim
+            if let bias = layer.qBias { for i in 0..<qDim { q[i] += bias[i] } }
+            if let bias = layer.kBias { for i in 0..<kvDim { k[i] += bias[i] } }
+            if let bias = layer.vBias { for i in 0..<vDim { v[i] += bias[i] } }
+            if let norm = layer.qNorm {
+                for head in 0..<c.headCount { TransformerOps.rmsNorm(q + head * hs, norm, q + head * hs, count: hs, eps: c.rmsEpsilon) }
+            }
+            if let norm = layer.kNorm {
+                for head in 0..<c.headCountKV { TransformerOps.rmsNorm(k + head * hs, norm, k + head * hs, count: hs, eps: c.rmsEpsilon) }
+            }
+            let cs = table + b * ropeDims
+            for head in 0..<c.headCount { TransformerOps.rope(q + head * hs, dims: ropeDims, neox: traits.neoxRope, cosSin: cs) }
+            for head in 0..<c.headCountKV { TransformerOps.rope(k + head * hs, dims: ropeDims, neox: traits.neoxRope, cosSin: cs) }
+            // Queries are rounded to F16 like the reference (it multiplies them with F16 keys).
+            let qScale = traits.queryScale ?? 1
+            for i in 0..<qDim { q[i] = Float(Float16(q[i] * qScale)) }
+            let slot = base + b
+            let kc = cache.keys[l] + slot * kvDim, vc = cache.values[l] + slot * vDim
+            for i in 0..<kvDim { kc[i] = Float16(k[i]) }
+            for i in 0..<vDim { vc[i] = Float16(v[i]) }
+        }
+    }
+
+    /// Scaled dot-product attention for every (token, head), in parallel. Each token sees the
+    /// committed entries `0..<base` (within the sliding window where it applies) and the batch
+    /// entries its mask allows, always in slot order: a token scored inside a tree visits the
+    /// same keys in the same order as when decoded alone on its path, so its result is
+    /// bit-identical.
+    private func attention(layerIndex l: Int, batch: ForwardBatch, visible: [[Int]], cache: StandardKVCache, base: Int) {
+        let c = configuration
+        let ws = workspace
+        let n = batch.tokens.count
+        let hs = c.keyLength, vs = c.valueLength
+        let kvDim = c.keyValueDimension, vDim = c.valueDimension
+        let groups = c.headCount / c.headCountKV
+        let window = c.isSlidingWindowLayer(l) ? c.slidingWindow : Int.max
+        let scoreScale: Float = traits.queryScale == nil ? 1 / Float(hs).squareRoot() : 1
+        let keys = cache.keys[l], values = cache.values[l], positions = cache.positions
+        let stride = ws.scoreStride
+        pool.parallelFor(n * c.headCount) { item in
+            let b = item / c.headCount, head = item % c.headCount
+            let kvHead = head / groups
+            let q = UnsafePointer(ws.q + b * c.queryDimension + head * hs)
+            let scores = ws.scores + item * stride
+            let slots = ws.slots + item * stride
+            let pos = Int(batch.positions[b])
+            var m = 0
+            for j in 0..<base where pos - Int(positions[j]) < window {
+                slots[m] = Int32(j); m += 1
+            }
+            for v in visible[b] where pos - Int(batch.positions[v]) < window {
+                slots[m] = Int32(base + v); m += 1
+            }
+            var maxScore = -Float.infinity
+            for i in 0..<m {
+                let s = TransformerOps.dot(q, keys + Int(slots[i]) * kvDim + kvHead * hs, count: hs) * scoreScale
+                scores[i] = s
+                maxScore = max(maxScore, s)
+            }
+            var sum: Float = 0
+            for i in 0..<m {
+                let e = expf(scores[i] - maxScore)
+                scores[i] = e
+                sum += e
+            }
+            let out = ws.attn + b * (c.headCount * vs) + head * vs
+            out.initialize(repeating: 0, count: vs)
+            for i in 0..<m {
+                TransformerOps.axpy(scores[i], values + Int(slots[i]) * vDim + kvHead * vs, out, count: vs)
+            }
+            let inv = 1 / sum
+            for i in 0..<vs { out[i] *= inv }
+        }
+    }
+}
+
+/// Reusable buffers of one model's forward pass, grown on demand.
+final class Workspace: @unchecked Sendable {
+    private(set) var batchCapacity = 0
+    private(set) var scoreStride = 0
+    private var storage: [UnsafeMutablePointer<Float>] = []
+    var x = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, d]
+    var h = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, max(d, qDim)]
+    var q = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, qDim]
+    var k = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, kvDim]
+    var v = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, vDim]
+    var attn = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, heads × valueLength]
+    var gate = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ff]
+    var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ff]
+    var ropeGlobal = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ropeDims]
+    var ropeLocal = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ropeDims]
+    var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n × heads, scoreStride]
+    var slots = UnsafeMutablePointer<Int32>.allocate(capacity: 1)  // [n × heads, scoreStride]
+    let matmulScratch = MatmulScratch()
+
+    init() {
+        storage = [x, h, q, k, v, attn, gate, up, ropeGlobal, ropeLocal, scores]
+    }
+
+    func prepare(config c: ModelConfiguration, batch n: Int, contextCount: Int, logitRows: Int) {
+        let rows = max(n, logitRows)
+        if rows > batchCapacity || contextCount > scoreStride {
+            release()
+            batchCapacity = max(rows, batchCapacity)
+            scoreStride = max(contextCount, scoreStride * 2, 256)
+            func alloc(_ width: Int) -> UnsafeMutablePointer<Float> {
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: batchCapacity * width)
+                storage.append(p)
+                return p
+            }
+            x = alloc(c.embeddingLength)
+            h = alloc(max(c.embeddingLength, c.headCount * c.valueLength))
+            q = alloc(c.queryDimension)
+            k = alloc(c.keyValueDimension)
+            v = alloc(c.valueDimension)
+            attn = alloc(c.headCount * c.valueLength)
+            gate = alloc(c.feedForwardLength)
+            up = alloc(c.feedForwardLength)
+            ropeGlobal = alloc(c.ropeDimensionCount)
+            ropeLocal = alloc(c.ropeDimensionCount)
+            scores = alloc(c.headCount * scoreStride)
+            slots.deallocate()
+            slots = .allocate(capacity: batchCapacity * c.headCount * scoreStride)
+        }
+    }
+
+    private func release() {
+        storage.forEach { $0.deallocate() }
+        storage.removeAll()
+    }
+
+    deinit {
+        release()
+        slots.deallocate()
+    }
+}
