@@ -5,7 +5,8 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsupportedVersion(path: String, version: UInt32)
     /// The header ended before a value could be read.
     case truncatedHeader(path: String, offset: Int, reading: String)
-    /// A count or length is larger than the file could possibly hold.
+    /// A count or length is beyond any plausible GGUF (see `GGUFLimits`). A plausible count that
+    /// the file is too short for is `truncatedHeader` instead.
     case absurdCount(path: String, offset: Int, what: String, value: UInt64)
     case invalidValueType(path: String, offset: Int, key: String, rawType: UInt32)
     case invalidString(path: String, offset: Int)
@@ -35,7 +36,7 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .truncatedHeader(path, offset, reading):
             "\(path): header truncated at byte \(offset) while reading \(reading)"
         case let .absurdCount(path, offset, what, value):
-            "\(path): absurd \(what) \(value) at byte \(offset) (larger than the file allows)"
+            "\(path): absurd \(what) \(value) at byte \(offset) (beyond any plausible GGUF file)"
         case let .invalidValueType(path, offset, key, rawType):
             "\(path): metadata key '\(key)' has unknown value type \(rawType) at byte \(offset)"
         case let .invalidString(path, offset):

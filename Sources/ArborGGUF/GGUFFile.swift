@@ -56,18 +56,21 @@ public final class GGUFFile: @unchecked Sendable {
         let tensorCount = try reader.u64("tensor count")
         let kvCountOffset = reader.offset
         let kvCount = try reader.u64("metadata count")
-        // A tensor info takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes,
-        // a key/value at least 8 + 4 + 1.
-        guard tensorCount <= UInt64(mapping.bytes.count / 24) else {
+        // Counts are judged against fixed limits, not against the file size: a file cut short
+        // must report truncation, not an absurd count. Memory reserved up front is bounded by
+        // what the rest of the file could hold (a tensor info takes at least 8 (name length) +
+        // 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes, a key/value at least 8 + 4 + 1).
+        guard tensorCount <= GGUFLimits.maxTensorCount else {
             throw .absurdCount(path: path, offset: tensorCountOffset, what: "tensor count", value: tensorCount)
         }
-        guard kvCount <= UInt64(mapping.bytes.count / 13) else {
+        guard kvCount <= GGUFLimits.maxMetadataCount else {
             throw .absurdCount(path: path, offset: kvCountOffset, what: "metadata count", value: kvCount)
         }
 
         var keys: [String] = []
         var metadata: [String: GGUFValue] = [:]
-        keys.reserveCapacity(Int(kvCount))
+        keys.reserveCapacity(min(Int(kvCount), reader.remaining / 13))
+        metadata.reserveCapacity(min(Int(kvCount), reader.remaining / 13))
         for _ in 0..<kvCount {
             let key = try reader.string("metadata key")
             let value = try reader.value(key: key)
@@ -80,9 +83,16 @@ public final class GGUFFile: @unchecked Sendable {
         self.metadata = metadata
 
         var alignment = 32
-        if let value = metadata["general.alignment"] {
-            guard let a = value.int, a > 0, a <= 65536, a & (a - 1) == 0 else {
-                throw .badAlignment(path: path, alignment: UInt64(truncatingIfNeeded: value.int ?? 0))
+        if let value = metadata[GGUFKey.alignment.rawValue] {
+            // Any integer type is accepted (ggml writes u32); bools, floats and strings are not.
+            let a: Int? = value.bool == nil ? value.int : nil
+            guard let a, a > 0, a <= 65536, a & (a - 1) == 0 else {
+                let reported: UInt64 = switch value {
+                case let .uint64(v): v
+                case let .int64(v): UInt64(bitPattern: v)
+                default: UInt64(truncatingIfNeeded: a ?? 0)
+                }
+                throw .badAlignment(path: path, alignment: reported)
             }
             alignment = a
         }
@@ -90,7 +100,8 @@ public final class GGUFFile: @unchecked Sendable {
 
         var infos: [GGUFTensorInfo] = []
         var index: [String: Int] = [:]
-        infos.reserveCapacity(Int(tensorCount))
+        infos.reserveCapacity(min(Int(tensorCount), reader.remaining / 32))
+        index.reserveCapacity(min(Int(tensorCount), reader.remaining / 32))
         for _ in 0..<tensorCount {
             let info = try reader.tensorInfo(alignment: alignment)
             guard index.updateValue(infos.count, forKey: info.name) == nil else {
@@ -147,12 +158,29 @@ public final class GGUFFile: @unchecked Sendable {
     public var tensorBytes: Int { tensors.reduce(0) { $0 + $1.byteCount } }
 }
 
+/// Fixed sanity limits. A value beyond one is `GGUFError.absurdCount` (or a bad shape) whatever
+/// the file size; a value within them that the file is too short for is truncation.
+public enum GGUFLimits {
+    /// Real models have hundreds to a few thousand tensors.
+    public static let maxTensorCount: UInt64 = 1 << 24
+    /// Real models have tens of metadata entries.
+    public static let maxMetadataCount: UInt64 = 1 << 24
+    /// Longest key or string value (chat templates are tens of kilobytes).
+    public static let maxStringLength: UInt64 = 1 << 30
+    /// Longest metadata array (vocabularies are a few hundred thousand entries).
+    public static let maxArrayLength: UInt64 = 1 << 32
+    /// Most elements in one tensor (and in any one dimension); keeps byte sizes far from overflow.
+    public static let maxTensorElements = 1 << 50
+    /// Deepest array nesting (an array of arrays is depth 2).
+    public static let maxArrayNesting = 8
+}
+
 /// A bounds-checked little-endian cursor over the header bytes.
 struct GGUFReader {
     let bytes: UnsafeRawBufferPointer
     let path: String
     var offset = 0
-    static let maxNesting = 8
+    static let maxNesting = GGUFLimits.maxArrayNesting
 
     init(bytes: UnsafeRawBufferPointer, path: String) {
         self.bytes = bytes
@@ -179,16 +207,31 @@ struct GGUFReader {
     mutating func string(_ what: String) throws(GGUFError) -> String {
         let at = offset
         let length = try u64("length of \(what)")
-        guard length <= UInt64(bytes.count) else {
+        guard length <= GGUFLimits.maxStringLength else {
             throw .absurdCount(path: path, offset: at, what: "length of \(what)", value: length)
         }
         try need(Int(length), what)
         let raw = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(length))])
-        guard let s = String(validating: raw.bindMemory(to: UInt8.self), as: UTF8.self) else {
+        guard let s = Self.validUTF8(raw) else {
             throw .invalidString(path: path, offset: offset)
         }
         offset += Int(length)
         return s
+    }
+
+    /// The bytes as a string, or nil if they are not valid UTF-8.
+    static func validUTF8(_ raw: UnsafeRawBufferPointer) -> String? {
+        let units = raw.bindMemory(to: UInt8.self)
+        // Fast path: ASCII needs no validation (almost every key and most tokens).
+        if units.allSatisfy({ $0 < 0x80 }) { return String(decoding: units, as: UTF8.self) }
+        #if compiler(>=6.0)
+        if #available(macOS 15, iOS 18, *) {
+            return String(validating: units, as: UTF8.self)
+        }
+        #endif
+        // Decoding repairs invalid sequences with U+FFFD, so a lossless round trip means valid.
+        let s = String(decoding: units, as: UTF8.self)
+        return s.utf8.elementsEqual(units) ? s : nil
     }
 
     mutating func value(key: String) throws(GGUFError) -> GGUFValue {
@@ -236,10 +279,12 @@ struct GGUFReader {
         case .uint64, .int64, .float64, .string: 8
         case .array: 12
         }
-        guard count <= UInt64(bytes.count) / minSize else {
+        guard count <= GGUFLimits.maxArrayLength else {
             throw .absurdCount(path: path, offset: countAt, what: "array length of '\(key)'", value: count)
         }
         let n = Int(count)
+        // Reserve only what the rest of the file could hold; a short file then ends in truncation.
+        let reserve = min(n, remaining / Int(minSize))
         let what = "array '\(key)'"
         switch type {
         case .uint8: return .uint8(try fixedArray(UInt8.self, n, what))
@@ -255,12 +300,12 @@ struct GGUFReader {
         case .float64: return .float64(try fixedArray(UInt64.self, n, what).map { Double(bitPattern: $0) })
         case .string:
             var out: [String] = []
-            out.reserveCapacity(n)
+            out.reserveCapacity(reserve)
             for _ in 0..<n { out.append(try string("element of \(what)")) }
             return .string(out)
         case .array:
             var out: [GGUFArray] = []
-            out.reserveCapacity(n)
+            out.reserveCapacity(reserve)
             for _ in 0..<n { out.append(try array(key: key, depth: depth + 1)) }
             return .array(out)
         }
@@ -285,7 +330,9 @@ struct GGUFReader {
         let nDimsAt = offset
         let nDims = try u32("dimension count of tensor '\(name)'")
         guard nDims >= 1, nDims <= 4 else {
-            throw .absurdCount(path: path, offset: nDimsAt, what: "dimension count of tensor '\(name)'", value: UInt64(nDims))
+            throw .badTensorShape(
+                path: path, tensor: name, dims: [],
+                reason: "\(nDims) dimensions at byte \(nDimsAt) (GGUF allows 1 to 4)")
         }
         var rawDims: [UInt64] = []
         for _ in 0..<nDims { rawDims.append(try u64("shape of tensor '\(name)'")) }
@@ -296,12 +343,14 @@ struct GGUFReader {
         }
         var elements = 1
         for d in rawDims {
-            guard d >= 1, d <= UInt64(Int32.max) else {
+            guard d >= 1, d <= UInt64(GGUFLimits.maxTensorElements) else {
                 throw .badTensorShape(path: path, tensor: name, dims: rawDims, reason: "dimension \(d) out of range")
             }
+            // Judged against a fixed limit (not the file size) so that a truncated file reports
+            // truncation; the extent check against the file comes after the whole header.
             let (p, overflow) = elements.multipliedReportingOverflow(by: Int(d))
-            guard !overflow, p <= bytes.count * 64 else {
-                throw .badTensorShape(path: path, tensor: name, dims: rawDims, reason: "more elements than the file can hold")
+            guard !overflow, p <= GGUFLimits.maxTensorElements else {
+                throw .badTensorShape(path: path, tensor: name, dims: rawDims, reason: "more than 2^50 elements")
             }
             elements = p
         }
@@ -317,5 +366,12 @@ struct GGUFReader {
             throw .tensorOutsideFile(path: path, tensor: name, offset: tensorOffset, size: size, fileSize: bytes.count)
         }
         return GGUFTensorInfo(name: name, dims: rawDims.map { Int($0) }, type: type, offset: Int(tensorOffset), byteCount: size)
+    }
+}
+
+extension GGUFFile {
+    /// Parse bytes held in memory (a copy is kept); `path` only labels error messages.
+    public convenience init(copying bytes: some Collection<UInt8>, path: String) throws(GGUFError) {
+        try self.init(mapping: MappedFile(copying: bytes, path: path))
     }
 }
