@@ -1,0 +1,59 @@
+// Dot-product entry points and the cache-blocked row loop of a matmul.
+#include "quants.h"
+
+static int check(uint32_t wtype, int64_t n, arbor_tile_fn fn) {
+    if (!fn) return -1;
+    const int64_t bs = arbor_type_block_size(arbor_vec_dot_type(wtype));
+    const int64_t wbs = arbor_type_block_size(wtype);
+    if (n < 0 || bs <= 0 || wbs <= 0 || n % bs != 0 || n % wbs != 0) return -1;
+    return 0;
+}
+
+int arbor_vec_dot(uint32_t wtype, int64_t n, const void *w, const void *acts, size_t act_stride,
+                  int64_t ncols, float *out, int64_t out_stride) {
+    const arbor_tile_fn fn = arbor_fast_tile(wtype);
+    if (check(wtype, n, fn)) return -1;
+    fn(n, w, acts, act_stride, ncols, out, out_stride);
+    return 0;
+}
+
+int arbor_vec_dot_scalar(uint32_t wtype, int64_t n, const void *w, const void *acts, size_t act_stride,
+                         int64_t ncols, float *out, int64_t out_stride) {
+    const arbor_tile_fn fn = arbor_scalar_tile(wtype);
+    if (check(wtype, n, fn)) return -1;
+    fn(n, w, acts, act_stride, ncols, out, out_stride);
+    return 0;
+}
+
+// Cache blocking for batches: a block of activation rows sized for L1 (~32 KB) is swept over a
+// block of weight rows sized for L2 (~256 KB; 1 MB per core here), so inside a sweep every weight
+// row is read from L2 once per activation block and the activations come from L1. Without it a
+// large batch re-streams the weights from memory once per group of activation rows.
+// (Very long rows, e.g. K = 8960 of ffn_down, still stream 4 activation rows from L2 per weight
+// row: splitting K into chunks would fix that and is left to tuning.)
+// For batch 1 (decode) this is a plain loop over the rows. Blocking changes only the order in which
+// independent dots run, never a dot's own arithmetic.
+enum { ROW_BLOCK_BYTES = 256 * 1024, COL_BLOCK_BYTES = 32 * 1024 };
+
+int arbor_matmul_rows(uint32_t wtype, int64_t n, const void *w, size_t w_row_bytes,
+                      int64_t row_begin, int64_t row_end, const void *acts, size_t act_row_bytes,
+                      int64_t ncols, float *y, int64_t y_stride) {
+    const arbor_tile_fn fn = arbor_fast_tile(wtype);
+    if (check(wtype, n, fn) || row_begin < 0 || row_end < row_begin || ncols < 0) return -1;
+    const uint8_t *wb = w, *ab = acts;
+    int64_t row_block = (int64_t)(ROW_BLOCK_BYTES / (w_row_bytes ? w_row_bytes : 1));
+    int64_t col_block = (int64_t)(COL_BLOCK_BYTES / (act_row_bytes ? act_row_bytes : 1)) / 4 * 4;
+    row_block = row_block < 4 ? 4 : row_block;
+    col_block = col_block < 4 ? 4 : col_block;
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += row_block) {
+        const int64_t r1 = r0 + row_block < row_end ? r0 + row_block : row_end;
+        for (int64_t c0 = 0; c0 < ncols; c0 += col_block) {
+            const int64_t nc = ncols - c0 < col_block ? ncols - c0 : col_block;
+            for (int64_t r = r0; r < r1; r++) {
+                fn(n, wb + (size_t)r * w_row_bytes, ab + (size_t)c0 * act_row_bytes, act_row_bytes, nc,
+                   y + c0 * y_stride + r, y_stride);
+            }
+        }
+    }
+    return 0;
+}

@@ -1,1 +1,0 @@
-#include "arbor_kernels.h"
