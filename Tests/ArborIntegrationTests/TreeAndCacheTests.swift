@@ -47,7 +47,7 @@ func path(to node: Int, parents: [Int]) -> [Int] {
 
 @Suite("Tree attention and KV cache on real models", .serialized)
 struct TreeAndCacheTests {
-    static let models = [ModelFiles.smollm2, ModelFiles.qwenDraft, ModelFiles.gemma3]
+    static let models = ModelFiles.all
 
     @Test("A token scored inside a tree gets bit-identical logits to decoding its path alone", arguments: models)
     func treeMatchesPathDecode(alias: String) throws {
