@@ -339,10 +339,18 @@ public struct ModelStore: Sendable {
     /// Records a successful check: `<sha256>  <alias>.gguf`, written atomically after the model.
     private func writeSidecar(_ spec: ModelSpec) throws(ModelStoreError) {
         let path = path(for: spec) + ".sha256"
+        // Write beside it and rename: atomic, and unlike `Data.write(options: .atomic)` on Linux
+        // it leaves no stray directory in /tmp.
+        let temporary = path + ".tmp"
         do {
-            try Data("\(spec.sha256)  \(spec.fileName)\n".utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try Data("\(spec.sha256)  \(spec.fileName)\n".utf8).write(to: URL(fileURLWithPath: temporary))
         } catch {
-            throw .io(path: path, operation: "write", reason: "\(error)")
+            throw .io(path: temporary, operation: "write", reason: "\(error)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .io(path: path, operation: "rename", reason: reason)
         }
     }
 
