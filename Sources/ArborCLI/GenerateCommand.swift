@@ -25,7 +25,7 @@ struct GenerateCommand: AsyncParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
     var stop: [String] = []
-    @Flag(name: .customLong("ignore-eos"), help: "Keep generating past end-of-text tokens.")
+    @Flag(name: .customLong("ignore-eos"), help: "Never sample end-of-text tokens; generate until --max-tokens or a stop string.")
     var ignoreEOS = false
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?

@@ -83,7 +83,9 @@ public struct GenerationParameters: Sendable {
     public var sampling: SamplingParameters
     /// Stop when the output contains one of these strings (the output is cut before it).
     public var stopStrings: [String]
-    /// Stop at the tokenizer's end-of-generation tokens.
+    /// Stop at the tokenizer's end-of-generation tokens. When false they are never sampled
+    /// (their logits are masked, as llama.cpp's `ignore_eos` does), so generation runs to
+    /// `maxTokens` or a stop string.
     public var stopAtEndOfText: Bool
     /// Tokens per forward call while reading the prompt.
     public var prefillChunk: Int
@@ -152,6 +154,9 @@ public final class TextGenerator {
 
         while generated.count < parameters.maxTokens {
             let v = logits.vocabularySize, r = logits.rowCount - 1
+            if !parameters.stopAtEndOfText {
+                for t in tokenizer.endOfGenerationTokens where Int(t) < v { logits.values[r * v + Int(t)] = -.infinity }
+            }
             let token = logits.values.withUnsafeMutableBufferPointer { all in
                 sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: all[(r * v)..<((r + 1) * v)]), history: history)
             }
