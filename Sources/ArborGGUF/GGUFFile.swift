@@ -131,7 +131,7 @@ public final class GGUFFile: @unchecked Sendable {
             if info.offset != (packedEnd + alignment - 1) / alignment * alignment { packed = false }
             packedEnd = info.offset + info.byteCount
         }
-        if packed && packedEnd > available && infos.allSatisfy({ $0.offset <= Int.max / 2 }) {
+        if packed && packedEnd > available {
             throw .truncatedData(path: path, expectedSize: dataOffset + packedEnd, fileSize: fileSize)
         }
         for info in infos where info.offset > available || info.byteCount > available - info.offset {

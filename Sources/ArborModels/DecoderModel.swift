@@ -1,5 +1,6 @@
 import ArborGGUF
 import ArborKernels
+import CArborKernels
 import Synchronization
 
 #if canImport(Glibc)
@@ -88,6 +89,17 @@ struct DecoderWeightLoader {
             ))
         }
         return out
+    }
+
+    /// The whole model: embeddings, layers, final norm and output, with these traits.
+    func model(traits: DecoderTraits, biases: Bool, qkNorm: Bool, postNorms: Bool, threads: Int) throws(ModelError) -> DecoderModel {
+        DecoderModel(
+            file: file, configuration: config, traits: traits,
+            tokenEmbedding: try matrix("token_embd.weight", columns: config.embeddingLength, rows: config.vocabularySize),
+            output: try outputMatrix(),
+            outputNorm: try vector("output_norm.weight", count: config.embeddingLength),
+            layers: try layers(withBiases: biases, withQKNorm: qkNorm, withPostNorms: postNorms),
+            threads: threads)
     }
 
     /// `output.weight`, or the token embedding when the model ties them.
@@ -267,7 +279,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
     }
 
-    /// Scaled dot-product attention for every (token, head), in parallel. Each token sees the
+    /// Scaled dot-product attention for every (token, head), in parallel, with llama.cpp's
+    /// flash-attention numerics (see `arbor_attend_f16`). Each token sees the
     /// committed entries `0..<base` (within the sliding window where it applies) and the batch
     /// entries its mask allows, always in slot order: a token scored inside a tree visits the
     /// same keys in the same order as when decoded alone on its path, so its result is
@@ -287,7 +300,6 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             let b = item / c.headCount, head = item % c.headCount
             let kvHead = head / groups
             let q = UnsafePointer(ws.q + b * c.queryDimension + head * hs)
-            let scores = ws.scores + item * stride
             let slots = ws.slots + item * stride
             let pos = Int(batch.positions[b])
             var m = 0
@@ -297,25 +309,12 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for v in visible[b] where pos - Int(batch.positions[v]) < window {
                 slots[m] = Int32(base + v); m += 1
             }
-            var maxScore = -Float.infinity
-            for i in 0..<m {
-                let s = TransformerOps.dot(q, keys + Int(slots[i]) * kvDim + kvHead * hs, count: hs) * scoreScale
-                scores[i] = s
-                maxScore = max(maxScore, s)
-            }
-            var sum: Float = 0
-            for i in 0..<m {
-                let e = expf(scores[i] - maxScore)
-                scores[i] = e
-                sum += e
-            }
             let out = ws.attn + b * (c.headCount * vs) + head * vs
-            out.initialize(repeating: 0, count: vs)
-            for i in 0..<m {
-                TransformerOps.axpy(scores[i], values + Int(slots[i]) * vDim + kvHead * vs, out, count: vs)
-            }
-            let inv = 1 / sum
-            for i in 0..<vs { out[i] *= inv }
+            arbor_attend_f16(
+                q, UnsafeRawPointer(keys + kvHead * hs).assumingMemoryBound(to: UInt16.self), Int64(kvDim),
+                UnsafeRawPointer(values + kvHead * vs).assumingMemoryBound(to: UInt16.self), Int64(vDim),
+                slots, Int64(m), Int64(hs), Int64(vs), scoreScale,
+                ws.q16 + item * hs, ws.acc16 + item * vs, out)
         }
     }
 }
@@ -335,12 +334,13 @@ final class Workspace: @unchecked Sendable {
     var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ff]
     var ropeGlobal = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ropeDims]
     var ropeLocal = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ropeDims]
-    var scores = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n × heads, scoreStride]
+    var q16 = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)  // [n × heads, keyLength]
+    var acc16 = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)  // [n × heads, valueLength]
     var slots = UnsafeMutablePointer<Int32>.allocate(capacity: 1)  // [n × heads, scoreStride]
     let matmulScratch = MatmulScratch()
 
     init() {
-        storage = [x, h, q, k, v, attn, gate, up, ropeGlobal, ropeLocal, scores]
+        storage = [x, h, q, k, v, attn, gate, up, ropeGlobal, ropeLocal]
     }
 
     func prepare(config c: ModelConfiguration, batch n: Int, contextCount: Int, logitRows: Int) {
@@ -364,9 +364,12 @@ final class Workspace: @unchecked Sendable {
             up = alloc(c.feedForwardLength)
             ropeGlobal = alloc(c.ropeDimensionCount)
             ropeLocal = alloc(c.ropeDimensionCount)
-            scores = alloc(c.headCount * scoreStride)
             slots.deallocate()
             slots = .allocate(capacity: batchCapacity * c.headCount * scoreStride)
+            q16.deallocate()
+            q16 = .allocate(capacity: batchCapacity * c.headCount * c.keyLength)
+            acc16.deallocate()
+            acc16 = .allocate(capacity: batchCapacity * c.headCount * c.valueLength)
         }
     }
 
@@ -378,5 +381,7 @@ final class Workspace: @unchecked Sendable {
     deinit {
         release()
         slots.deallocate()
+        q16.deallocate()
+        acc16.deallocate()
     }
 }

@@ -14,17 +14,11 @@ enum Gemma3: ArchitectureLoader {
         config.ropeFreqBaseSWA = 10_000
         if config.slidingWindowPattern == 0 { config.slidingWindowPattern = 6 }
         try config.validate(path: file.path)
-        let w = DecoderWeightLoader(file: file, config: config)
-        return DecoderModel(
-            file: file, configuration: config,
+        return try DecoderWeightLoader(file: file, config: config).model(
             traits: DecoderTraits(
                 neoxRope: true, activation: .geglu,
                 embeddingScale: Float(config.embeddingLength).squareRoot(),
                 queryScale: 1 / Float(config.keyLength).squareRoot()),
-            tokenEmbedding: try w.matrix("token_embd.weight", columns: config.embeddingLength, rows: config.vocabularySize),
-            output: try w.outputMatrix(),
-            outputNorm: try w.vector("output_norm.weight", count: config.embeddingLength),
-            layers: try w.layers(withBiases: false, withQKNorm: true, withPostNorms: true),
-            threads: threads)
+            biases: false, qkNorm: true, postNorms: true, threads: threads)
     }
 }

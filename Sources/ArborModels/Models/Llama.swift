@@ -1,21 +1,15 @@
 import ArborGGUF
 
-/// Llama (`general.architecture = llama`): RMSNorm, SwiGLU, RoPE on adjacent pairs, optional
-/// tied output. SmolLM2 uses it.
+/// Llama (`general.architecture = llama`): RMSNorm, SwiGLU, RoPE on adjacent pairs `(2i, 2i+1)`,
+/// optional q/k/v biases, tied or separate output. SmolLM2 uses it.
 enum Llama: ArchitectureLoader {
     static let architecture = "llama"
 
     static func load(file: GGUFFile, threads: Int) throws(ModelError) -> DecoderModel {
         let config = try ModelConfiguration(file: file)
         try config.validate(path: file.path)
-        let w = DecoderWeightLoader(file: file, config: config)
-        return DecoderModel(
-            file: file, configuration: config,
+        return try DecoderWeightLoader(file: file, config: config).model(
             traits: DecoderTraits(neoxRope: false, activation: .swiglu, embeddingScale: nil, queryScale: nil),
-            tokenEmbedding: try w.matrix("token_embd.weight", columns: config.embeddingLength, rows: config.vocabularySize),
-            output: try w.outputMatrix(),
-            outputNorm: try w.vector("output_norm.weight", count: config.embeddingLength),
-            layers: try w.layers(withBiases: true, withQKNorm: false, withPostNorms: false),
-            threads: threads)
+            biases: true, qkNorm: false, postNorms: false, threads: threads)
     }
 }

@@ -8,14 +8,8 @@ enum Qwen2: ArchitectureLoader {
     static func load(file: GGUFFile, threads: Int) throws(ModelError) -> DecoderModel {
         let config = try ModelConfiguration(file: file)
         try config.validate(path: file.path)
-        let w = DecoderWeightLoader(file: file, config: config)
-        return DecoderModel(
-            file: file, configuration: config,
+        return try DecoderWeightLoader(file: file, config: config).model(
             traits: DecoderTraits(neoxRope: true, activation: .swiglu, embeddingScale: nil, queryScale: nil),
-            tokenEmbedding: try w.matrix("token_embd.weight", columns: config.embeddingLength, rows: config.vocabularySize),
-            output: try w.outputMatrix(),
-            outputNorm: try w.vector("output_norm.weight", count: config.embeddingLength),
-            layers: try w.layers(withBiases: true, withQKNorm: false, withPostNorms: false),
-            threads: threads)
+            biases: true, qkNorm: false, postNorms: false, threads: threads)
     }
 }

@@ -101,3 +101,5 @@ void arbor_pool_run(arbor_pool *pool, int64_t count, arbor_task_fn fn, void *ctx
 #ifdef __cplusplus
 }
 #endif
+
+#include "arbor_attention.h"
