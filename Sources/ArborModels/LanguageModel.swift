@@ -63,6 +63,13 @@ public struct ForwardBatch: Sendable {
         self.logitIndices = logitIndices
     }
 
+    /// The same batch with logits for tokens `first...` only.
+    public func withLogits(from first: Int) -> ForwardBatch {
+        var b = self
+        b.logitIndices = Array(max(0, first)..<tokens.count)
+        return b
+    }
+
     /// Consecutive tokens continuing a cache of `start` entries.
     public static func sequential(_ tokens: [Int32], startingAt start: Int, lastLogitsOnly: Bool = false) -> ForwardBatch {
         ForwardBatch(
