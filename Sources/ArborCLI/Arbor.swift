@@ -11,6 +11,7 @@ struct Arbor: AsyncParsableCommand {
             InspectCommand.self,
             TokenizeCommand.self,
             GenerateCommand.self,
+            BenchCommand.self,
         ]
     )
 }

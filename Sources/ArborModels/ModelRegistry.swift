@@ -7,7 +7,7 @@ import Darwin
 import ArborGGUF
 
 /// An architecture that can build a model from a GGUF file.
-protocol ArchitectureLoader {
+protocol ArchitectureLoader: Sendable {
     /// The `general.architecture` value it handles.
     static var architecture: String { get }
     static func load(file: GGUFFile, threads: Int) throws(ModelError) -> DecoderModel
