@@ -296,10 +296,12 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         let scoreScale: Float = traits.queryScale == nil ? 1 / Float(hs).squareRoot() : 1
         let keys = cache.keys[l], values = cache.values[l], positions = cache.positions
         let stride = ws.scoreStride
-        pool.parallelFor(n * c.headCount) { item in
-            let b = item / c.headCount, head = item % c.headCount
-            let kvHead = head / groups
-            let q = UnsafePointer(ws.q + b * c.queryDimension + head * hs)
+        // One work item per (token, key/value head): the `groups` query heads sharing a key/value
+        // head widen each F16 key and value row once (GQA), with each query's arithmetic unchanged.
+        pool.parallelFor(n * c.headCountKV) { item in
+            let b = item / c.headCountKV, kvHead = item % c.headCountKV
+            let firstHead = kvHead * groups
+            let q = UnsafePointer(ws.q + b * c.queryDimension + firstHead * hs)
             let slots = ws.slots + item * stride
             let pos = Int(batch.positions[b])
             var m = 0
@@ -309,12 +311,14 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for v in visible[b] where pos - Int(batch.positions[v]) < window {
                 slots[m] = Int32(base + v); m += 1
             }
-            let out = ws.attn + b * (c.headCount * vs) + head * vs
-            arbor_attend_f16(
-                q, UnsafeRawPointer(keys + kvHead * hs).assumingMemoryBound(to: UInt16.self), Int64(kvDim),
+            let out = ws.attn + b * (c.headCount * vs) + firstHead * vs
+            let scratch = item * groups
+            arbor_attend_f16_group(
+                q, Int64(groups),
+                UnsafeRawPointer(keys + kvHead * hs).assumingMemoryBound(to: UInt16.self), Int64(kvDim),
                 UnsafeRawPointer(values + kvHead * vs).assumingMemoryBound(to: UInt16.self), Int64(vDim),
                 slots, Int64(m), Int64(hs), Int64(vs), scoreScale,
-                ws.q16 + item * hs, ws.acc16 + item * vs, out)
+                ws.q16 + scratch * hs, ws.acc16 + scratch * vs, out)
         }
     }
 }
@@ -365,7 +369,7 @@ final class Workspace: @unchecked Sendable {
             ropeGlobal = alloc(c.ropeDimensionCount)
             ropeLocal = alloc(c.ropeDimensionCount)
             slots.deallocate()
-            slots = .allocate(capacity: batchCapacity * c.headCount * scoreStride)
+            slots = .allocate(capacity: batchCapacity * c.headCountKV * scoreStride)
             q16.deallocate()
             q16 = .allocate(capacity: batchCapacity * c.headCount * c.keyLength)
             acc16.deallocate()

@@ -124,3 +124,86 @@ void arbor_attend_f16(const float *q, const uint16_t *keys, int64_t key_stride,
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
     for (int64_t d = 0; d < dv; d++) out[d] = h2f(acc16[d]) * inv;
 }
+
+// The same arithmetic as arbor_attend_f16 for the `g` query heads that share one key/value head
+// (grouped-query attention): each key and value row is widened from F16 once and used by all g
+// queries. Every query's own sequence of float operations is unchanged, so results are
+// bit-identical to g separate arbor_attend_f16 calls.
+void arbor_attend_f16_group(const float *q, int64_t g, const uint16_t *keys, int64_t key_stride,
+                            const uint16_t *values, int64_t value_stride,
+                            const int32_t *slots, int64_t n_slots, int64_t dk, int64_t dv, float scale,
+                            uint16_t *q16, uint16_t *acc16, float *out) {
+#if ARBOR_F16C
+    if (g < 1 || g > ARBOR_ATTEND_MAX_GROUP || dk > ARBOR_ATTEND_MAX_DIM || dv > ARBOR_ATTEND_MAX_DIM ||
+        (dk & 31) != 0 || (dv & 31) != 0) {
+#endif
+        for (int64_t j = 0; j < g; j++)
+            arbor_attend_f16(q + j * dk, keys, key_stride, values, value_stride, slots, n_slots, dk, dv, scale,
+                             q16 + j * dk, acc16 + j * dv, out + j * dv);
+        return;
+#if ARBOR_F16C
+    }
+    float qf[ARBOR_ATTEND_MAX_GROUP * ARBOR_ATTEND_MAX_DIM] __attribute__((aligned(32)));
+    float kf[ARBOR_ATTEND_MAX_DIM] __attribute__((aligned(32)));
+    float vf[ARBOR_ATTEND_MAX_DIM] __attribute__((aligned(32)));
+    float S[ARBOR_ATTEND_MAX_GROUP], M[ARBOR_ATTEND_MAX_GROUP];
+    // Queries rounded to F16 and widened back, as the single-query kernel reads them.
+    for (int64_t i = 0; i < g * dk; i++) {
+        q16[i] = f2h(q[i]);
+        qf[i] = h2f(q16[i]);
+    }
+    memset(acc16, 0, (size_t)(g * dv) * sizeof(uint16_t));
+    for (int64_t j = 0; j < g; j++) { S[j] = 0.0f; M[j] = -INFINITY; }
+    for (int64_t n = 0; n < n_slots; n++) {
+        const int64_t slot = slots[n];
+        const uint16_t *kr = keys + slot * key_stride, *vr = values + slot * value_stride;
+        for (int64_t i = 0; i < dk; i += 8)
+            _mm256_store_ps(kf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + i))));
+        for (int64_t i = 0; i < dv; i += 8)
+            _mm256_store_ps(vf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vr + i))));
+        for (int64_t j = 0; j < g; j++) {
+            // arbor_dot_f16(k, q): four 8-lane accumulators over blocks of 32, same reduction.
+            const float *qj = qf + j * dk;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            for (int64_t i = 0; i < dk; i += 32) {
+                a0 = _mm256_fmadd_ps(_mm256_load_ps(kf + i), _mm256_load_ps(qj + i), a0);
+                a1 = _mm256_fmadd_ps(_mm256_load_ps(kf + i + 8), _mm256_load_ps(qj + i + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_load_ps(kf + i + 16), _mm256_load_ps(qj + i + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_load_ps(kf + i + 24), _mm256_load_ps(qj + i + 24), a3);
+            }
+            a0 = _mm256_add_ps(a0, a2);
+            a1 = _mm256_add_ps(a1, a3);
+            a0 = _mm256_add_ps(a0, a1);
+            const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+            const __m128 t1 = _mm_hadd_ps(t0, t0);
+            const float s = (float)(double)_mm_cvtss_f32(_mm_hadd_ps(t1, t1)) * scale;
+
+            const float m_old = M[j];
+            float ms = 1.0f, vs = 1.0f;
+            uint16_t *acc = acc16 + j * dv;
+            if (s > M[j]) {
+                M[j] = s;
+                ms = expf(m_old - s);
+                const __m256 vms = _mm256_set1_ps(ms);
+                for (int64_t i = 0; i < dv; i += 8) {
+                    __m256 ay = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+                    _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_mul_ps(ay, vms), _MM_FROUND_TO_NEAREST_INT));
+                }
+            } else {
+                vs = expf(s - M[j]);
+            }
+            const __m256 vvs = _mm256_set1_ps(vs);
+            for (int64_t i = 0; i < dv; i += 8) {
+                __m256 ay = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+                ay = _mm256_fmadd_ps(_mm256_load_ps(vf + i), vvs, ay);
+                _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(ay, _MM_FROUND_TO_NEAREST_INT));
+            }
+            S[j] = S[j] * ms + vs;
+        }
+    }
+    for (int64_t j = 0; j < g; j++) {
+        const float inv = S[j] == 0.0f ? 0.0f : 1.0f / S[j];
+        for (int64_t d = 0; d < dv; d++) out[j * dv + d] = h2f(acc16[j * dv + d]) * inv;
+    }
+#endif
+}

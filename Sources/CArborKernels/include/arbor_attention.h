@@ -27,6 +27,16 @@ void arbor_attend_f16(const float *q, const uint16_t *keys, int64_t key_stride,
                       const int32_t *slots, int64_t n_slots, int64_t dk, int64_t dv, float scale,
                       uint16_t *q16, uint16_t *acc16, float *out);
 
+enum { ARBOR_ATTEND_MAX_GROUP = 16, ARBOR_ATTEND_MAX_DIM = 256 };
+
+/// `arbor_attend_f16` for the `g` query heads sharing one key/value head, bit-identical to `g`
+/// separate calls but widening each key and value row once. `q` is [g, dk], `q16` [g, dk],
+/// `acc16` [g, dv], `out` [g, dv].
+void arbor_attend_f16_group(const float *q, int64_t g, const uint16_t *keys, int64_t key_stride,
+                            const uint16_t *values, int64_t value_stride,
+                            const int32_t *slots, int64_t n_slots, int64_t dk, int64_t dv, float scale,
+                            uint16_t *q16, uint16_t *acc16, float *out);
+
 /// ggml_vec_dot_f16: F16·F16 dot in F32 lanes (blocks of 32), the tail in double.
 float arbor_dot_f16(const uint16_t *x, const uint16_t *y, int64_t n);
 
