@@ -208,9 +208,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for b in 0..<n {
                 TransformerOps.rmsNorm(x + b * d, layer.attentionNorm, h + b * d, count: d, eps: c.rmsEpsilon)
             }
-            matmul(layer.wq, h, batch: n, ws.q, scratch: ws.matmulScratch, pool: pool)
-            matmul(layer.wk, h, batch: n, ws.k, scratch: ws.matmulScratch, pool: pool)
-            matmul(layer.wv, h, batch: n, ws.v, scratch: ws.matmulScratch, pool: pool)
+            matmul(group: [layer.wq, layer.wk, layer.wv], h, batch: n, [ws.q, ws.k, ws.v], scratch: ws.groupScratch, pool: pool)
             prepareQKV(layer: layer, layerIndex: l, batch: n, cache: cache, base: base)
             attention(layerIndex: l, batch: batch, visible: visible, cache: cache, base: base)
             matmul(layer.wo, ws.attn, batch: n, h, scratch: ws.matmulScratch, pool: pool)
@@ -223,8 +221,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for b in 0..<n {
                 TransformerOps.rmsNorm(x + b * d, layer.ffnNorm, h + b * d, count: d, eps: c.rmsEpsilon)
             }
-            matmul(layer.gate, h, batch: n, ws.gate, scratch: ws.matmulScratch, pool: pool)
-            matmul(layer.up, h, batch: n, ws.up, scratch: ws.matmulScratch, pool: pool)
+            matmul(group: [layer.gate, layer.up], h, batch: n, [ws.gate, ws.up], scratch: ws.groupScratch, pool: pool)
             let ff = c.feedForwardLength
             switch traits.activation {
             case .swiglu: TransformerOps.swiglu(ws.gate, ws.up, count: n * ff)
@@ -342,6 +339,7 @@ final class Workspace: @unchecked Sendable {
     var acc16 = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)  // [n × heads, valueLength]
     var slots = UnsafeMutablePointer<Int32>.allocate(capacity: 1)  // [n × heads, scoreStride]
     let matmulScratch = MatmulScratch()
+    let groupScratch = MatmulGroupScratch()
 
     init() {
         storage = [x, h, q, k, v, attn, gate, up, ropeGlobal, ropeLocal]
