@@ -1,8 +1,8 @@
-// AVX2 + FMA dot products: one weight row against up to 4 activation rows at a time, so a
+// AVX2 + FMA dot products: one weight row against up to 8 activation rows at a time, so a
 // decoded weight block (nibbles unpacked, scales expanded) is reused across the batch.
 //
 // Batch invariance: every activation row c has its own accumulator and sees exactly the same
-// sequence of operations whether it is processed alone (nc = 1) or beside others (nc = 2...4).
+// sequence of operations whether it is processed alone (nc = 1) or beside others (nc = 2...8).
 // Integer partial sums are exact; the float work per row is a fixed set of FMA chains in block
 // order, then a fixed horizontal sum. So a row's result never depends on its neighbours.
 //
@@ -77,7 +77,7 @@ ARBOR_INLINE __m128 load_half_pair(const void *p) {
 /// (a 32-element block has little work besides its FMA, so one chain is latency-bound).
 ARBOR_INLINE void tile_q8_0_family(int64_t n, const uint8_t *w, size_t bsize, __m256i (*decode)(const void *),
                                    const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
-    __m256 acc[2][4];
+    __m256 acc[2][8];
     for (int c = 0; c < nc; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
     const int64_t nb = n / QK;
     for (int64_t i = 0; i < nb; i++) {
@@ -111,8 +111,8 @@ ARBOR_INLINE __m256i wq_q5_1(const void *b) {
 /// whose lane 0 is d·d_a, so one multiply serves both.
 ARBOR_INLINE void tile_q8_1_family(int64_t n, const uint8_t *w, size_t bsize, __m256i (*decode)(const void *),
                                    const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
-    __m256 acc[2][4];
-    __m128 summ[2][4];
+    __m256 acc[2][8];
+    __m128 summ[2][8];
     for (int c = 0; c < nc; c++) {
         acc[0][c] = acc[1][c] = _mm256_setzero_ps();
         summ[0][c] = summ[1][c] = _mm_setzero_ps();
@@ -183,13 +183,13 @@ ARBOR_INLINE __m256i k4_scale(__m256i sc16x2, int s) {
 /// Q4_K: 8 sub-blocks of 32, each d·sc·q - dmin·mn with q in 0...15.
 ARBOR_INLINE void tile_q4_K_n(int64_t n, const blk_q4_K *x, const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[4];
+    __m256 acc[8];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i sc16x2, mins16;
         k4_block_scales(x[i].scales, &sc16x2, &mins16);
         const float xd = fp16_to_fp32(x[i].d), xdmin = fp16_to_fp32(x[i].dmin);
-        __m256i sumi[4];
+        __m256i sumi[8];
         for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) {
             // 64 elements: 32 bytes, low nibbles = sub-block 2j, high nibbles = sub-block 2j+1.
@@ -218,14 +218,14 @@ ARBOR_INLINE void tile_q4_K_n(int64_t n, const blk_q4_K *x, const uint8_t *a, si
 /// Q5_K: Q4_K plus a 5th bit per element; bit s of qh[l] belongs to element l of sub-block s.
 ARBOR_INLINE void tile_q5_K_n(int64_t n, const blk_q5_K *x, const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(1);
-    __m256 acc[4];
+    __m256 acc[8];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m256i sc16x2, mins16;
         k4_block_scales(x[i].scales, &sc16x2, &mins16);
         const float xd = fp16_to_fp32(x[i].d), xdmin = fp16_to_fp32(x[i].dmin);
         const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        __m256i sumi[4];
+        __m256i sumi[8];
         for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++) {
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
@@ -270,13 +270,13 @@ static const uint8_t q6_scale_shuffle[4][32] = {
 /// activation's 16-element sums (bsums) give the second term with one madd.
 ARBOR_INLINE void tile_q6_K_n(int64_t n, const blk_q6_K *x, const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-    __m256 acc[4];
+    __m256 acc[8];
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float xd = fp16_to_fp32(x[i].d);
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);  // [16] int8
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);                      // [16] int16
-        __m256i sumi[4];
+        __m256i sumi[8];
         for (int c = 0; c < nc; c++) sumi[c] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             // 128 elements: ql 64 bytes (two loads), qh 32 bytes holding four 2-bit fields.
@@ -349,8 +349,12 @@ FLOAT_DOT(dot_bf16_avx2, uint16_t, load_bf16x8, bf16_to_fp32)
     static void NAME(int64_t n, const void *w, const uint8_t *a, size_t as, int64_t nc, float *out, \
                      int64_t os) {                                                                  \
         int64_t c = 0;                                                                              \
-        for (; c + 4 <= nc; c += 4) CALL(a + (size_t)c * as, out + c * os, 4);                      \
+        for (; c + 8 <= nc; c += 8) CALL(a + (size_t)c * as, out + c * os, 8);                      \
         switch (nc - c) {                                                                           \
+        case 7: CALL(a + (size_t)c * as, out + c * os, 7); break;                                   \
+        case 6: CALL(a + (size_t)c * as, out + c * os, 6); break;                                   \
+        case 5: CALL(a + (size_t)c * as, out + c * os, 5); break;                                   \
+        case 4: CALL(a + (size_t)c * as, out + c * os, 4); break;                                   \
         case 3: CALL(a + (size_t)c * as, out + c * os, 3); break;                                   \
         case 2: CALL(a + (size_t)c * as, out + c * os, 2); break;                                   \
         case 1: CALL(a + (size_t)c * as, out + c * os, 1); break;                                   \

@@ -29,7 +29,7 @@ int arbor_vec_dot_scalar(uint32_t wtype, int64_t n, const void *w, const void *a
 // block of weight rows sized for L2 (~256 KB; 1 MB per core here), so inside a sweep every weight
 // row is read from L2 once per activation block and the activations come from L1. Without it a
 // large batch re-streams the weights from memory once per group of activation rows.
-// (Very long rows, e.g. K = 8960 of ffn_down, still stream 4 activation rows from L2 per weight
+// (Very long rows, e.g. K = 8960 of ffn_down, still stream 8 activation rows from L2 per weight
 // row: splitting K into chunks would fix that and is left to tuning.)
 // For batch 1 (decode) this is a plain loop over the rows. Blocking changes only the order in which
 // independent dots run, never a dot's own arithmetic.
@@ -42,9 +42,9 @@ int arbor_matmul_rows(uint32_t wtype, int64_t n, const void *w, size_t w_row_byt
     if (check(wtype, n, fn) || row_begin < 0 || row_end < row_begin || ncols < 0) return -1;
     const uint8_t *wb = w, *ab = acts;
     int64_t row_block = (int64_t)(ROW_BLOCK_BYTES / (w_row_bytes ? w_row_bytes : 1));
-    int64_t col_block = (int64_t)(COL_BLOCK_BYTES / (act_row_bytes ? act_row_bytes : 1)) / 4 * 4;
+    int64_t col_block = (int64_t)(COL_BLOCK_BYTES / (act_row_bytes ? act_row_bytes : 1)) / 8 * 8;
     row_block = row_block < 4 ? 4 : row_block;
-    col_block = col_block < 4 ? 4 : col_block;
+    col_block = col_block < 8 ? 8 : col_block;  // the AVX2 tiles take 8 rows at a time
     for (int64_t r0 = row_begin; r0 < row_end; r0 += row_block) {
         const int64_t r1 = r0 + row_block < row_end ? r0 + row_block : row_end;
         for (int64_t c0 = 0; c0 < ncols; c0 += col_block) {
