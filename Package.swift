@@ -46,7 +46,7 @@ let package = Package(
         // Writes tiny GGUF files and models for hermetic tests.
         .target(name: "ArborTestSupport", dependencies: ["ArborGGUF", "ArborModels", "ArborTokenizers", "ArborStore"]),
         .testTarget(name: "ArborGGUFTests", dependencies: ["ArborGGUF", "ArborTestSupport"]),
-        .testTarget(name: "ArborKernelsTests", dependencies: ["ArborKernels", "ArborTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ArborKernelsTests", dependencies: ["ArborKernels", "ArborStore", "ArborTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ArborTokenizersTests", dependencies: ["ArborTokenizers", "ArborTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
         .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
