@@ -92,7 +92,6 @@ struct FidelityTests {
         let noise = ReferenceNoise(fixture.self_variation)
         var clearMisses: [String] = []
         var worst = 0.0, positions = 0, top1Agree = 0, sum = 0.0, count = 0, worstAt = ""
-        var gaps: [Double] = []
         var report: [String] = []
         for prompt in fixture.prompts {
             let cache = model.makeCache(capacity: prompt.tokens.count)
