@@ -1,3 +1,5 @@
+import ArborStore
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -17,11 +19,8 @@ public enum ModelFiles {
     public static let gemma3 = "gemma3-270m"
     public static let all = [smollm2, qwenDraft, qwenTarget, gemma3]
 
-    public static var directory: String {
-        if let d = environment("ARBOR_MODELS_DIR"), !d.isEmpty { return d }
-        if let x = environment("XDG_CACHE_HOME"), !x.isEmpty { return x + "/arbor/models" }
-        return (environment("HOME") ?? ".") + "/.cache/arbor/models"
-    }
+    /// Exactly where `arbor models pull` puts them (the store's own rule).
+    public static var directory: String { ModelStore.defaultDirectory().path }
 
     public static func path(_ alias: String) -> String { directory + "/" + alias + ".gguf" }
 
