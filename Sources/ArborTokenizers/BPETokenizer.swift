@@ -3,7 +3,7 @@ import ArborGGUF
 /// Byte-level BPE (`tokenizer.ggml.model = gpt2`), as llama.cpp's `llm_tokenizer_bpe`: special
 /// tokens split out, the pre-tokenizer cuts words, each word's bytes become GPT-2 byte symbols,
 /// and merges apply lowest rank first (leftmost first among equal ranks).
-public final class BPETokenizer: Tokenizer {
+public final class BPETokenizer: Tokenizer, VocabularyBacked {
     /// Values of `tokenizer.ggml.pre` this tokenizer implements.
     public static let supportedPreTokenizers: Set<String> = ["smollm", "qwen2", "deepseek-r1-qwen"]
 
@@ -65,20 +65,7 @@ public final class BPETokenizer: Tokenizer {
 
     // MARK: Tokenizer
 
-    public var vocabularySize: Int { vocab.count }
-    public var bosToken: Int32? { vocab.bos }
-    public var eosToken: Int32? { vocab.eos }
-    public var endOfGenerationTokens: Set<Int32> { vocab.endOfGeneration }
-    public var addBOS: Bool { vocab.addBOS }
-    /// The end-of-turn token (`<|im_end|>`, ...) if there is one.
-    public var eotToken: Int32? { vocab.eot }
 
-    public func tokenText(_ id: Int32) -> String { vocab.isValid(id) ? vocab.texts[Int(id)] : "" }
-    public func tokenBytes(_ id: Int32) -> [UInt8] { Array(vocab.piece(id)) }
-    public func isControl(_ id: Int32) -> Bool { vocab.isControl(id) }
-    public func attributes(_ id: Int32) -> TokenAttributes { vocab.isValid(id) ? vocab.attributes[Int(id)] : [] }
-    public func decode(_ ids: [Int32]) -> String { vocab.decode(ids, renderSpecial: false) }
-    public func decode(_ ids: [Int32], renderSpecial: Bool) -> String { vocab.decode(ids, renderSpecial: renderSpecial) }
 
     public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
         var out: [Int32] = []

@@ -4,7 +4,7 @@ import ArborGGUF
 /// `llm_tokenizer_spm`: special tokens split out, spaces written as `▁` (with a leading one
 /// when `add_space_prefix`), then adjacent pieces merged highest score first wherever the
 /// merged text is a token; characters no token covers fall back to `<0xNN>` byte tokens.
-public final class SentencePieceTokenizer: Tokenizer {
+public final class SentencePieceTokenizer: Tokenizer, VocabularyBacked {
     let vocab: Vocabulary
     /// The token of each byte (`<0xNN>`, else the one-byte string), or -1.
     let byteTokens: [Int32]
@@ -21,22 +21,9 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     // MARK: Tokenizer
 
-    public var vocabularySize: Int { vocab.count }
-    public var bosToken: Int32? { vocab.bos }
-    public var eosToken: Int32? { vocab.eos }
-    public var endOfGenerationTokens: Set<Int32> { vocab.endOfGeneration }
-    public var addBOS: Bool { vocab.addBOS }
     /// Whether a space is put before text that starts the input or follows a special token.
     public var addSpacePrefix: Bool { vocab.addSpacePrefix }
-    /// The end-of-turn token (`<end_of_turn>`) if there is one.
-    public var eotToken: Int32? { vocab.eot }
 
-    public func tokenText(_ id: Int32) -> String { vocab.isValid(id) ? vocab.texts[Int(id)] : "" }
-    public func tokenBytes(_ id: Int32) -> [UInt8] { Array(vocab.piece(id)) }
-    public func isControl(_ id: Int32) -> Bool { vocab.isControl(id) }
-    public func attributes(_ id: Int32) -> TokenAttributes { vocab.isValid(id) ? vocab.attributes[Int(id)] : [] }
-    public func decode(_ ids: [Int32]) -> String { vocab.decode(ids, renderSpecial: false) }
-    public func decode(_ ids: [Int32], renderSpecial: Bool) -> String { vocab.decode(ids, renderSpecial: renderSpecial) }
 
     public func encode(_ text: String, addSpecial: Bool, parseSpecial: Bool) -> [Int32] {
         var out: [Int32] = []
