@@ -1,0 +1,53 @@
+/// How large a tree a drafter may propose this round.
+public struct DraftBudget: Sendable, Equatable, Hashable, Codable {
+    /// Most nodes in the tree.
+    public var maxNodes: Int
+    /// Deepest node (roots are depth 1).
+    public var maxDepth: Int
+    /// Most children of any one node (including the roots under the context).
+    public var maxWidth: Int
+
+    public init(maxNodes: Int, maxDepth: Int, maxWidth: Int) {
+        self.maxNodes = max(0, maxNodes)
+        self.maxDepth = max(0, maxDepth)
+        self.maxWidth = max(1, maxWidth)
+    }
+
+    /// A single chain of `depth` tokens.
+    public static func chain(_ depth: Int) -> DraftBudget { DraftBudget(maxNodes: depth, maxDepth: depth, maxWidth: 1) }
+
+    /// No drafting (plain decoding this round).
+    public static let none = DraftBudget(maxNodes: 0, maxDepth: 0, maxWidth: 1)
+}
+
+/// Proposes token trees that continue a context.
+///
+/// A drafter is owned by one generation at a time. It sees the committed sequence each round and
+/// proposes a tree within the budget; it never sees the target's logits, so anything it proposes
+/// is verified before it becomes output (losslessness does not depend on the drafter).
+///
+/// Each node's `confidence` should estimate the probability that the target accepts it given its
+/// parent was accepted; the controller calibrates these against measured acceptance, so a rough
+/// but monotone score is enough. Nodes drawn at random must carry the distribution they were drawn
+/// from (`TokenTree.proposals`); deterministic proposals carry none.
+public protocol Drafter: AnyObject {
+    /// Short name for telemetry (`ngram`, `suffix`, `model:<file>`).
+    var name: String { get }
+    /// Whether drafting costs real time per depth step (a model), so the controller must weigh it.
+    var costsTimePerStep: Bool { get }
+    /// A new request begins with `prompt`; `sampling` is the target's sampling configuration
+    /// (a model drafter samples its own proposals with it when it is not greedy).
+    func begin(prompt: [Int32], sampling: SamplingParameters) throws
+    /// Proposes a tree whose roots continue `context` (the prompt and all committed output; its
+    /// last token is the newest). An empty tree means "nothing to propose".
+    func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree
+    /// The request ended; `context` is the final committed sequence, the first `promptCount`
+    /// tokens of which were the prompt. Drafters that learn across requests keep it.
+    func end(context: [Int32], promptCount: Int)
+}
+
+extension Drafter {
+    public var costsTimePerStep: Bool { false }
+    public func begin(prompt: [Int32], sampling: SamplingParameters) throws {}
+    public func end(context: [Int32], promptCount: Int) {}
+}
