@@ -23,6 +23,7 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-tokens"), help: "Maximum number of tokens to generate.")
     var maxTokens: Int = 128
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
     @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
     var stop: [String] = []
     @Flag(name: .customLong("ignore-eos"), help: "Never sample end-of-text tokens; generate until --max-tokens or a stop string.")
@@ -53,11 +54,21 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         let parameters = GenerationParameters(
             maxTokens: maxTokens, sampling: sampling.parameters, stopStrings: stop, stopAtEndOfText: !ignoreEOS)
-        let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
         let stream = !json
-        let result = try generator.generate(promptTokens: tokens, parameters: parameters) { piece in
+        let onText: (String) -> Bool = { piece in
             if stream { StandardStreams.write(piece) }
             return true
+        }
+        let result: GenerationResult
+        if speculation.kind == .none {
+            let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
+            result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
+        } else {
+            let drafter = try speculation.makeDrafter(target: bundle, targetName: model.model, threads: threads ?? ModelRegistryDefaults.threads)
+            let generator = SpeculativeGenerator(
+                verifier: LocalVerifier(model: bundle.model), drafter: drafter, tokenizer: bundle.tokenizer,
+                configuration: speculation.configuration)
+            result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
         }
         if json {
             let encoder = JSONEncoder()
@@ -70,6 +81,14 @@ struct GenerateCommand: AsyncParsableCommand {
                 format: "\n[%d prompt tokens, %.1f ms prefill (%.1f tok/s); %d generated, %.1f ms decode (%.2f tok/s); finish: %@]\n",
                 s.promptTokens, s.prefillMilliseconds, s.prefillTokensPerSecond, s.generatedTokens,
                 s.decodeMilliseconds, s.tokensPerSecond, result.finishReason.rawValue))
+            if let sp = s.speculative {
+                StandardStreams.error(String(
+                    format: "[speculative %@: %d rounds (%d plain), %d drafted, %d accepted (%.0f%%), %.2f tokens/round, mean verify batch %.1f; draft %.0f ms, verify %.0f ms, sampling %.0f ms; %.2f tok/s]\n",
+                    sp.drafter, sp.rounds, sp.plainRounds, sp.draftedNodes, sp.acceptedNodes, sp.acceptanceRate * 100,
+                    sp.meanAcceptedLength, sp.meanVerifyBatchSize, sp.draftMilliseconds, sp.verifyMilliseconds,
+                    sp.samplingMilliseconds, sp.tokensPerSecond))
+                StandardStreams.error("[acceptance by depth: " + sp.acceptanceByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ") + "]\n")
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ public struct GenerationStats: Codable, Sendable, Equatable {
     public var generatedTokens: Int
     public var prefillMilliseconds: Double
     public var decodeMilliseconds: Double
+    /// Speculative telemetry, when the generation ran through the speculative loop.
+    public var speculative: SpeculativeStats?
 
     /// Generated tokens per second of decoding (the first token comes from prefill).
     public var tokensPerSecond: Double {
@@ -36,6 +38,7 @@ public struct GenerationStats: Codable, Sendable, Equatable {
         case promptTokens = "prompt_tokens", generatedTokens = "generated_tokens"
         case prefillMilliseconds = "prefill_ms", decodeMilliseconds = "decode_ms"
         case tokensPerSecond = "tokens_per_second", prefillTokensPerSecond = "prefill_tokens_per_second"
+        case speculative
     }
 
     public init(promptTokens: Int = 0, generatedTokens: Int = 0, prefillMilliseconds: Double = 0, decodeMilliseconds: Double = 0) {
@@ -51,6 +54,7 @@ public struct GenerationStats: Codable, Sendable, Equatable {
         generatedTokens = try c.decode(Int.self, forKey: .generatedTokens)
         prefillMilliseconds = try c.decode(Double.self, forKey: .prefillMilliseconds)
         decodeMilliseconds = try c.decode(Double.self, forKey: .decodeMilliseconds)
+        speculative = try c.decodeIfPresent(SpeculativeStats.self, forKey: .speculative)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -61,6 +65,7 @@ public struct GenerationStats: Codable, Sendable, Equatable {
         try c.encode(decodeMilliseconds, forKey: .decodeMilliseconds)
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
         try c.encode(prefillTokensPerSecond, forKey: .prefillTokensPerSecond)
+        try c.encodeIfPresent(speculative, forKey: .speculative)
     }
 }
 
@@ -134,10 +139,7 @@ public final class TextGenerator {
         var sampler = try StandardSampler(parameters: parameters.sampling)
         var stats = GenerationStats(promptTokens: promptTokens.count)
         var history = promptTokens
-        var generated: [Int32] = []
-        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
-        var text = ""
-        var finish = FinishReason.length
+        var output = OutputStream(tokenizer: tokenizer, parameters: parameters)
 
         // Prefill in chunks; only the last chunk's last logits are needed.
         var start = Clock.now
@@ -152,7 +154,7 @@ public final class TextGenerator {
         stats.prefillMilliseconds = Clock.millisecondsSince(start)
         start = Clock.now
 
-        while generated.count < parameters.maxTokens {
+        while !output.isFinished {
             let v = logits.vocabularySize, r = logits.rowCount - 1
             if !parameters.stopAtEndOfText {
                 for t in tokenizer.endOfGenerationTokens where Int(t) < v { logits.values[r * v + Int(t)] = -.infinity }
@@ -160,30 +162,14 @@ public final class TextGenerator {
             let token = logits.values.withUnsafeMutableBufferPointer { all in
                 sampler.sample(logits: UnsafeMutableBufferPointer(rebasing: all[(r * v)..<((r + 1) * v)]), history: history)
             }
-            if parameters.stopAtEndOfText && tokenizer.endOfGenerationTokens.contains(token) {
-                finish = .endOfText
-                break
-            }
-            generated.append(token)
             history.append(token)
-            let piece = detokenizer.append(token)
-            text += piece
-            if let cut = Self.firstStop(in: text, stops: parameters.stopStrings) {
-                text = String(text[..<cut])
-                finish = .stop
-                break
-            }
-            if !piece.isEmpty && !onText(piece) { break }
-            if generated.count == parameters.maxTokens { break }
+            guard output.append(token, onText: onText) else { break }
             logits = try model.forward(.sequential([token], startingAt: cache.count), cache: cache)
         }
-        if finish != .stop {
-            let tail = detokenizer.finish()
-            if !tail.isEmpty { text += tail; _ = onText(tail) }
-        }
+        output.close(onText: onText)
         stats.decodeMilliseconds = Clock.millisecondsSince(start)
-        stats.generatedTokens = generated.count
-        return GenerationResult(text: text, promptTokens: promptTokens, tokens: generated, finishReason: finish, stats: stats)
+        stats.generatedTokens = output.tokens.count
+        return GenerationResult(text: output.text, promptTokens: promptTokens, tokens: output.tokens, finishReason: output.finish ?? .length, stats: stats)
     }
 
     static func firstStop(in text: String, stops: [String]) -> String.Index? {

@@ -173,6 +173,16 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
         return try lock.withLock { _ throws(ModelError) in
             let base = cache.count
+            if let cv = batch.cacheVisibility {
+                guard cv.sharedPrefix >= 0, cv.sharedPrefix <= base, cv.extraSlots.count == n else {
+                    throw .invalidBatch("cache visibility: shared prefix \(cv.sharedPrefix) of \(base) entries, \(cv.extraSlots.count) slot lists for \(n) tokens")
+                }
+                for row in cv.extraSlots {
+                    guard zip(row, row.dropFirst()).allSatisfy({ $0 < $1 }), row.allSatisfy({ $0 >= cv.sharedPrefix && $0 < base }) else {
+                        throw .invalidBatch("cache visibility: slots \(row) must ascend within \(cv.sharedPrefix)..<\(base)")
+                    }
+                }
+            }
             try cache.append(positions: batch.positions)
             workspace.prepare(config: c, batch: n, contextCount: cache.count, logitRows: logitRows.count)
             let values = run(batch, visible: visible, logitRows: logitRows, cache: cache, base: base)
@@ -302,8 +312,14 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             let slots = ws.slots + item * stride
             let pos = Int(batch.positions[b])
             var m = 0
-            for j in 0..<base where pos - Int(positions[j]) < window {
+            let shared = batch.cacheVisibility?.sharedPrefix ?? base
+            for j in 0..<shared where pos - Int(positions[j]) < window {
                 slots[m] = Int32(j); m += 1
+            }
+            if let extra = batch.cacheVisibility?.extraSlots[b] {
+                for j in extra where pos - Int(positions[j]) < window {
+                    slots[m] = Int32(j); m += 1
+                }
             }
             for v in visible[b] where pos - Int(batch.positions[v]) < window {
                 slots[m] = Int32(base + v); m += 1

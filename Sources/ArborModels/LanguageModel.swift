@@ -47,6 +47,22 @@ public enum AttentionMask: Sendable, Equatable {
     }
 }
 
+/// Which cache entries each batch token sees, when not all of them.
+///
+/// Normally every token sees every committed cache entry. A drafter growing a tree one depth at a
+/// time keeps earlier tree nodes in its cache; their descendants must see only their own
+/// ancestors among them. Then entries `0..<sharedPrefix` are seen by every token, and token `i`
+/// also sees the cache slots `extraSlots[i]` (ascending, each in `sharedPrefix..<cache.count`).
+public struct CacheVisibility: Sendable, Equatable {
+    public var sharedPrefix: Int
+    public var extraSlots: [[Int]]
+
+    public init(sharedPrefix: Int, extraSlots: [[Int]]) {
+        self.sharedPrefix = sharedPrefix
+        self.extraSlots = extraSlots
+    }
+}
+
 /// One forward call: new tokens, their absolute positions, and who sees whom.
 public struct ForwardBatch: Sendable {
     public var tokens: [Int32]
@@ -55,12 +71,16 @@ public struct ForwardBatch: Sendable {
     public var mask: AttentionMask
     /// Batch indices whose logits are wanted, ascending. `nil` means all.
     public var logitIndices: [Int]?
+    /// Which cache entries each token sees; `nil`: all of them.
+    public var cacheVisibility: CacheVisibility?
 
-    public init(tokens: [Int32], positions: [Int32], mask: AttentionMask = .causal, logitIndices: [Int]? = nil) {
+    public init(tokens: [Int32], positions: [Int32], mask: AttentionMask = .causal, logitIndices: [Int]? = nil,
+                cacheVisibility: CacheVisibility? = nil) {
         self.tokens = tokens
         self.positions = positions
         self.mask = mask
         self.logitIndices = logitIndices
+        self.cacheVisibility = cacheVisibility
     }
 
     /// The same batch with logits for tokens `first...` only.

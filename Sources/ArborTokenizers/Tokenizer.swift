@@ -184,3 +184,27 @@ struct TokenizerMetadata {
         return f
     }
 }
+
+extension Tokenizer {
+    /// A 64-bit FNV-1a hash of everything that decides what a token id means: each entry's bytes
+    /// and attributes, BOS/EOS, whether BOS is added, and the end-of-generation set. Two models
+    /// can share draft trees (and a client and server can talk in token ids) only when their
+    /// fingerprints are equal.
+    public var vocabularyFingerprint: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        @inline(__always) func mix(_ byte: UInt8) { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        func mix64(_ v: UInt64) { for i in 0..<8 { mix(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+        mix64(UInt64(vocabularySize))
+        for id in 0..<Int32(vocabularySize) {
+            let bytes = tokenBytes(id)
+            mix64(UInt64(bytes.count))
+            for b in bytes { mix(b) }
+            mix64(UInt64(truncatingIfNeeded: attributes(id).rawValue))
+        }
+        mix64(UInt64(bitPattern: Int64(bosToken ?? -1)))
+        mix64(UInt64(bitPattern: Int64(eosToken ?? -1)))
+        mix(addBOS ? 1 : 0)
+        for t in endOfGenerationTokens.sorted() { mix64(UInt64(bitPattern: Int64(t))) }
+        return h
+    }
+}

@@ -1,0 +1,54 @@
+import ArborEngine
+import ArgumentParser
+
+/// Which drafter to speculate with, and the tree budget: shared by `generate` and `bench spec`.
+struct SpeculationOptions: ParsableArguments {
+    @Option(name: .customLong("drafter"), help: "Drafter: none, ngram, suffix or model (model needs --draft).")
+    var drafter: DrafterKind?
+    @Option(name: .customLong("draft"), help: ArgumentHelp("Draft model (alias or GGUF path) of the target's vocabulary; implies --drafter model.", valueName: "alias|path"))
+    var draftModel: String?
+    @Option(name: .customLong("max-nodes"), help: "Most drafted nodes per round.")
+    var maxNodes: Int = 16
+    @Option(name: .customLong("max-depth"), help: "Deepest drafted node per round.")
+    var maxDepth: Int = 8
+    @Option(name: .customLong("max-width"), help: "Most children per node (1: chains).")
+    var maxWidth: Int = 4
+    @Flag(name: .customLong("fixed-tree"), help: "Always draft and send the full budget (no adaptive sizing).")
+    var fixedTree = false
+
+    enum DrafterKind: String, ExpressibleByArgument, CaseIterable {
+        case none, ngram, suffix, model
+    }
+
+    /// The drafter kind in effect (`--draft` alone means `model`).
+    var kind: DrafterKind {
+        drafter ?? (draftModel != nil ? .model : .none)
+    }
+
+    func validate() throws {
+        if kind == .model && draftModel == nil { throw ValidationError("--drafter model needs --draft <model>") }
+        if let d = drafter, d != .model, draftModel != nil { throw ValidationError("--draft goes with --drafter model") }
+        guard maxNodes >= 1, maxDepth >= 1, maxWidth >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
+    }
+
+    var configuration: SpeculationConfiguration {
+        SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: maxWidth), adaptive: !fixedTree)
+    }
+
+    /// Builds the drafter for `target` (nil for plain decoding).
+    func makeDrafter(target: ModelBundle, targetName: String, threads: Int) throws -> (any Drafter)? {
+        try Self.makeDrafter(kind: kind, draftModel: draftModel, target: target, targetName: targetName, threads: threads)
+    }
+
+    static func makeDrafter(kind: DrafterKind, draftModel: String?, target: ModelBundle, targetName: String, threads: Int) throws -> (any Drafter)? {
+        switch kind {
+        case .none: return nil
+        case .ngram, .suffix: throw ValidationError("drafter \(kind.rawValue) is not merged yet")
+        case .model:
+            let path = try ModelOptions.resolve(draftModel ?? "")
+            let draft = try ModelBundle.load(path: path, threads: threads)
+            return try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: draftModel ?? path,
+                                    targetTokenizer: target.tokenizer, targetName: targetName)
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import ArborEngine
+import ArborGGUF
+import ArborModels
+import ArborTestSupport
+import ArborTokenizers
+import Foundation
+import Testing
+
+@testable import ArborEngine
+
+/// Sampled speculative output must follow the target's distribution. A table model with six
+/// live tokens runs through the real speculative loop (verifier, caches, stop rules); the first
+/// three generated tokens of many seeded runs are compared with the exact distribution of
+/// three-token continuations (216 cells) by Pearson's χ² at the 0.1 % level.
+@Suite("Speculative sampling follows the target distribution")
+struct SpeculativeSamplingTests {
+    static let live: [Int32] = [40, 41, 42, 43, 44, 45]
+    static let prompt: [Int32] = [10, 11, 12]
+    static let runs = 6_000
+
+    static let settings: [(String, SamplingParameters)] = {
+        var a = SamplingParameters(temperature: 0.7, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1, seed: 0)
+        a.repetitionLastN = 0
+        var b = SamplingParameters(temperature: 1.0, topK: 0, topP: 0.95, minP: 0, repetitionPenalty: 1, seed: 0)
+        b.repetitionLastN = 0
+        return [("T=0.7 top-p 0.9", a), ("T=1.0 top-p 0.95", b)]
+    }()
+
+    func withModels<T>(_ body: (TableModel, TableModel, any Tokenizer) throws -> T) throws -> T {
+        try TemporaryDirectory.with { dir in
+            let path = try TinyModel(.llama).write(to: dir)
+            let config = try ModelConfiguration(file: GGUFFile(path: path))
+            let bundle = try ModelBundle.load(path: path, threads: 1)
+            return try body(TableModel(configuration: config, live: Self.live, seed: 1),
+                            TableModel(configuration: config, live: Self.live, seed: 2, spread: 1.0), bundle.tokenizer)
+        }
+    }
+
+    /// Exact probability of each three-token continuation under the target's sampling transform.
+    func exact(_ target: TableModel, _ sampling: SamplingParameters) throws -> [[Int32]: Double] {
+        let sampler = try StandardSampler(parameters: sampling)
+        func p(_ seq: [Int32]) -> [Float] {
+            let l = target.logits(a: seq[seq.count - 2], b: seq[seq.count - 1], position: seq.count - 1)
+            return sampler.probabilities(logits: l, history: seq)
+        }
+        var out: [[Int32]: Double] = [:]
+        let p1 = p(Self.prompt)
+        for x in Self.live where p1[Int(x)] > 0 {
+            let p2 = p(Self.prompt + [x])
+            for y in Self.live where p2[Int(y)] > 0 {
+                let p3 = p(Self.prompt + [x, y])
+                for z in Self.live where p3[Int(z)] > 0 {
+                    out[[x, y, z]] = Double(p1[Int(x)]) * Double(p2[Int(y)]) * Double(p3[Int(z)])
+                }
+            }
+        }
+        return out
+    }
+
+    /// χ² of `runs` speculative generations against the exact distribution.
+    func chiSquare(pointMass: Bool, sampling: SamplingParameters, broken: Bool = false) throws -> (GoodnessOfFit, Double) {
+        try withModels { target, draftTable, tokenizer in
+            let expected = try exact(target, sampling)
+            var counts: [[Int32]: Int] = [:]
+            var accepted = 0, drafted = 0
+            for run in 0..<Self.runs {
+                var s = sampling
+                s.seed = UInt64(run) &* 2_654_435_761 &+ 17
+                let verifier = LocalVerifier(model: target)
+                verifier.brokenAcceptanceForTesting = broken
+                let drafter = TableDrafter(model: draftTable, seed: UInt64(run) &+ 99, pointMass: pointMass)
+                let budget = pointMass ? DraftBudget(maxNodes: 6, maxDepth: 2, maxWidth: 3) : DraftBudget.chain(3)
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: tokenizer,
+                                             configuration: SpeculationConfiguration(budget: budget, adaptive: false))
+                let r = try g.generate(promptTokens: Self.prompt, parameters: GenerationParameters(maxTokens: 3, sampling: s, stopAtEndOfText: false))
+                counts[r.tokens, default: 0] += 1
+                accepted += r.stats.speculative!.acceptedNodes
+                drafted += r.stats.speculative!.draftedNodes
+            }
+            // Pool cells with expected count < 5.
+            var statistic = 0.0, cells = 0, pooledE = 0.0, pooledO = 0.0
+            var impossible = 0
+            for (seq, n) in counts where expected[seq] == nil { impossible += n }
+            for (seq, prob) in expected {
+                let e = prob * Double(Self.runs), o = Double(counts[seq] ?? 0)
+                if e < 5 { pooledE += e; pooledO += o; continue }
+                statistic += (o - e) * (o - e) / e
+                cells += 1
+            }
+            if pooledE > 0 { statistic += (pooledO - pooledE) * (pooledO - pooledE) / pooledE; cells += 1 }
+            let df = max(cells - 1, 1)
+            return (GoodnessOfFit(statistic: statistic, degreesOfFreedom: df, critical: chiSquareCritical(df: df), impossibleDraws: impossible),
+                    Double(accepted) / Double(max(drafted, 1)))
+        }
+    }
+
+    @Test("p/q rule (sampled draft chains) and point-mass rule (deterministic trees)",
+          arguments: [false, true], [0, 1])
+    func followsTarget(pointMass: Bool, setting: Int) throws {
+        let (name, sampling) = Self.settings[setting]
+        let (fit, acceptance) = try chiSquare(pointMass: pointMass, sampling: sampling)
+        #expect(fit.passes, "\(pointMass ? "point-mass" : "p/q") \(name): \(fit)")
+        // The drafts were really used: a fair share was accepted, and not all.
+        #expect(acceptance > 0.1 && acceptance < 0.95, "acceptance \(acceptance)")
+    }
+
+    @Test("A wrong acceptance rule (drawing from p instead of the residual) fails the same test",
+          arguments: [false, true])
+    func catchesWrongRule(pointMass: Bool) throws {
+        let (fit, _) = try chiSquare(pointMass: pointMass, sampling: Self.settings[1].1, broken: true)
+        #expect(!fit.passes, "the broken rule went unnoticed: \(fit)")
+    }
+}
