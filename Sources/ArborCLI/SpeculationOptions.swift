@@ -43,7 +43,8 @@ struct SpeculationOptions: ParsableArguments {
     static func makeDrafter(kind: DrafterKind, draftModel: String?, target: ModelBundle, targetName: String, threads: Int) throws -> (any Drafter)? {
         switch kind {
         case .none: return nil
-        case .ngram, .suffix: throw ValidationError("drafter \(kind.rawValue) is not merged yet")
+        case .ngram: return NGramDrafter()
+        case .suffix: return SuffixDrafter()
         case .model:
             let path = try ModelOptions.resolve(draftModel ?? "")
             let draft = try ModelBundle.load(path: path, threads: threads)

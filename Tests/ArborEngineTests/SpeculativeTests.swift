@@ -84,6 +84,10 @@ struct SpeculativeGenerationTests {
                 // Adaptive sizing changes which trees are sent, never the output.
                 let adaptive = RandomTreeDrafter(seed: UInt64(i), vocabulary: t.tokenizer.vocabularySize, oracle: oracle)
                 #expect(try speculative(t, adaptive, prompt, p, SpeculationConfiguration()).tokens == expected.tokens)
+                // Prompt lookup and suffix drafters (their trees come from repeats in the context).
+                for free in [NGramDrafter() as any Drafter, SuffixDrafter()] {
+                    #expect(try speculative(t, free, prompt, p).tokens == expected.tokens, "\(free.name), prompt \(i)")
+                }
                 for width in [1, 3] {
                     let budget = DraftBudget(maxNodes: 8, maxDepth: 4, maxWidth: width)
                     let other = try ModelDrafter(model: d.model, tokenizer: d.tokenizer, name: "draft", targetTokenizer: t.tokenizer, targetName: "target")
