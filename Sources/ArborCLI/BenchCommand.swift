@@ -19,6 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
             BenchPrefillCommand.self,
             BenchBatchCommand.self,
             BenchBandwidthCommand.self,
+            BenchSpecCommand.self,
         ]
     )
 }
