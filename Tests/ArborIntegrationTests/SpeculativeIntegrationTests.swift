@@ -35,7 +35,7 @@ struct SpeculativeIntegrationTests {
                 let r = try SpeculativeGenerator(verifier: LocalVerifier(model: target.model), drafter: drafter,
                                                  tokenizer: target.tokenizer, configuration: config)
                     .generate(promptTokens: prompt, parameters: p)
-                #expect(r.tokens == plain.tokens, "\(name): diverged at \(zip(r.tokens, plain.tokens).firstIndex { $0 != $1 } ?? min(r.tokens.count, plain.tokens.count))")
+                #expect(r.tokens == plain.tokens, "\(name): diverged at \(zip(r.tokens, plain.tokens).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(r.tokens.count, plain.tokens.count))")
                 #expect(r.text == plain.text && r.finishReason == plain.finishReason)
                 let s = try #require(r.stats.speculative)
                 if name.hasPrefix("model") {
