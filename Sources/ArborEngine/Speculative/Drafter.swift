@@ -41,6 +41,10 @@ public protocol Drafter: AnyObject {
     /// Proposes a tree whose roots continue `context` (the prompt and all committed output; its
     /// last token is the newest). An empty tree means "nothing to propose".
     func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree
+    /// Time the last `draft` call spent catching up with committed tokens it had not seen (a
+    /// model drafter after rounds without drafting), as opposed to drafting proper. The
+    /// controller prices drafting per depth step without it.
+    var lastCatchUpMilliseconds: Double { get }
     /// The request ended; `context` is the final committed sequence, the first `promptCount`
     /// tokens of which were the prompt. Drafters that learn across requests keep it.
     func end(context: [Int32], promptCount: Int)
@@ -48,6 +52,7 @@ public protocol Drafter: AnyObject {
 
 extension Drafter {
     public var costsTimePerStep: Bool { false }
+    public var lastCatchUpMilliseconds: Double { 0 }
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {}
     public func end(context: [Int32], promptCount: Int) {}
 }

@@ -142,13 +142,13 @@ public final class SpeculationController {
     }
 
     /// Learns from a finished round.
-    public func observe(tree: TokenTree, result: VerificationResult, draftMilliseconds: Double, draftDepth: Int) {
+    public func observe(tree: TokenTree, result: VerificationResult, draftMilliseconds: Double, draftDepth: Int, catchUpMilliseconds: Double = 0) {
         let b = result.batchSize
         if b < targetMs.count {
             targetMs[b] = targetMs[b] == 0 ? result.targetMilliseconds : (1 - Self.smoothing) * targetMs[b] + Self.smoothing * result.targetMilliseconds
         }
         if drafterCostsTime, draftDepth > 0 {
-            let step = draftMilliseconds / Double(draftDepth)
+            let step = max(0, draftMilliseconds - catchUpMilliseconds) / Double(draftDepth)
             draftStepMs = draftStepMs == 0 ? step : (1 - Self.smoothing) * draftStepMs + Self.smoothing * step
         }
         guard !tree.isEmpty else { return }

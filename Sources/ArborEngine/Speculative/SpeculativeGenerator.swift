@@ -66,7 +66,8 @@ public final class SpeculativeGenerator {
 
             // 2. Verify in one target pass; the verifier keeps the accepted path in its cache.
             let result = try verifier.verify(tree)
-            controller.observe(tree: tree, result: result, draftMilliseconds: draftMs, draftDepth: budget.maxDepth)
+            controller.observe(tree: tree, result: result, draftMilliseconds: draftMs, draftDepth: budget.maxDepth,
+                               catchUpMilliseconds: budget == .none ? 0 : drafter?.lastCatchUpMilliseconds ?? 0)
             spec.record(tree: tree, result: result, draftMilliseconds: draftMs)
 
             // 3. Emit the accepted tokens and the target's own, stopping exactly where plain would.

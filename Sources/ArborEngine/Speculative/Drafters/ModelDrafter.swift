@@ -31,6 +31,7 @@ public final class ModelDrafter: Drafter {
     private var scratch: [Float] = []
     /// Draft forward passes in the last `draft` call (for cost accounting).
     public private(set) var lastSteps = 0
+    public private(set) var lastCatchUpMilliseconds = 0.0
 
     /// Wraps `model`; refuses it when its vocabulary is not the target's (`targetFingerprint`
     /// from `Tokenizer.vocabularyFingerprint`).
@@ -78,8 +79,12 @@ public final class ModelDrafter: Drafter {
 
     public func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree {
         lastSteps = 0
+        lastCatchUpMilliseconds = 0
         guard let cache, budget.maxNodes > 0, budget.maxDepth > 0, !context.isEmpty else { return TokenTree() }
+        let start = Clock.now
         let rootLogits = try catchUp(context: context, cache: cache)
+        // Feeding one new token is part of every round; more than that is catching up.
+        if context.count - cachedTokensBefore > 1 { lastCatchUpMilliseconds = Clock.millisecondsSince(start) }
         lastSteps = 1
         let tree: TokenTree
         if let sampler, budget.maxWidth == 1 {
@@ -93,6 +98,8 @@ public final class ModelDrafter: Drafter {
     // MARK: Keeping the cache in step
 
     /// Brings the cache to exactly `context` and returns the draft logits after its last token.
+    private var cachedTokensBefore = 0
+
     private func catchUp(context: [Int32], cache: any KVCache) throws -> [Float] {
         // The committed part must still be a prefix of the context (it always is within a request).
         var keep = 0
@@ -119,6 +126,7 @@ public final class ModelDrafter: Drafter {
         lastTree = TokenTree()
         lastSlots = []
         // Feed the rest (at least the last token, whose logits we need).
+        cachedTokensBefore = cachedTokens.count
         let missing = Array(context[cachedTokens.count...])
         let logits = try model.forward(.sequential(missing, startingAt: cache.count, lastLogitsOnly: true), cache: cache)
         cachedTokens = context
