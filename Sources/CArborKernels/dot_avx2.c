@@ -345,10 +345,9 @@ ARBOR_INLINE __m512i fold512x2(__m512i u, __m512i v) {
     return _mm512_add_epi32(_mm512_shuffle_i64x2(u, v, 0x44), _mm512_shuffle_i64x2(u, v, 0xEE));
 }
 
-/// [f(p) × 8 | f(q) × 8] for the floats at p and q.
+/// [*p × 8 | *q × 8]: two broadcasts from memory, the second merge-masked into the high half.
 ARBOR_INLINE __m512 broadcast_pair(const float *p, const float *q) {
-    const __m512d lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_broadcast_ss(p)));
-    return _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_broadcast_ss(q)), 1));
+    return _mm512_mask_broadcastss_ps(_mm512_set1_ps(*p), 0xFF00, _mm_load_ss(q));
 }
 
 /// [32 bytes at p | 32 bytes at q].
@@ -387,7 +386,6 @@ ARBOR_INLINE void tile_q4_K_512(int64_t n, const blk_q4_K *x, const uint8_t *a, 
         const __m512i sc16x4 = _mm512_broadcast_i64x4(sc16x2);
         const float xd = fp16_to_fp32(x[i].d), xdmin = fp16_to_fp32(x[i].dmin);
         __m512i sumi[8];
-        for (int c = 0; c < nc; c++) sumi[c] = _mm512_setzero_si512();
         for (int j = 0; j < 4; j++) {
             // [low nibbles (sub-block 2j) | high nibbles (sub-block 2j+1)] of 32 bytes.
             const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
@@ -396,7 +394,8 @@ ARBOR_INLINE void tile_q4_K_512(int64_t n, const blk_q4_K *x, const uint8_t *a, 
             const __m512i s = _mm512_shuffle_epi8(sc16x4, _mm512_loadu_si512((const void *)k4_scale_shuffle512[j]));
             for (int c = 0; c < nc; c++) {
                 const int8_t *q8 = ((const blk_q8_K *)(a + (size_t)c * as) + i)->qs + 64 * j;
-                sumi[c] = dpwssd512(sumi[c], s, _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)q8)));
+                const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)q8));
+                sumi[c] = j == 0 ? _mm512_madd_epi16(s, p) : dpwssd512(sumi[c], s, p);
             }
         }
         const __m512 vxd = _mm512_set1_ps(xd), vnxdmin = _mm512_set1_ps(-xdmin);
