@@ -313,6 +313,184 @@ ARBOR_INLINE void tile_q6_K_n(int64_t n, const blk_q6_K *x, const uint8_t *a, si
     for (int c = 0; c < nc; c++) out[c * os] = hsum8(acc[c]);
 }
 
+// MARK: 512-bit K-format tiles (AVX-512BW, with AVX-512 VNNI where present)
+//
+// Same results, bit for bit, as the 256-bit tiles above: a 512-bit register holds two of the
+// 256-bit integer vectors side by side (the low and high nibbles of a 32-byte load, or two
+// consecutive 32-byte chunks of a Q6_K half), the integer sums are formed lane for lane as
+// before, and at the end of a block the two 256-bit halves are added into the same 8 int32
+// lanes the 256-bit tile produces. Integer sums are exact, so the lanes hold the same values;
+// the float work per block is then literally the 256-bit tile's code. With VNNI, vpdpwssd fuses
+// the scale multiply-add (vpmaddwd) with the accumulation (vpaddd): same integers.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+
+#define ARBOR_HAVE_AVX512 1
+
+/// acc + (Σ over int16 pairs of s·p) per int32 lane.
+ARBOR_INLINE __m512i dpwssd512(__m512i acc, __m512i s, __m512i p) {
+#if defined(__AVX512VNNI__)
+    return _mm512_dpwssd_epi32(acc, s, p);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(s, p));
+#endif
+}
+
+/// The two 256-bit halves of v, added: the 8 int32 lanes the 256-bit tile accumulates.
+ARBOR_INLINE __m256i fold512(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+/// fold512 of two rows at once: [fold512(u) | fold512(v)].
+ARBOR_INLINE __m512i fold512x2(__m512i u, __m512i v) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(u, v, 0x44), _mm512_shuffle_i64x2(u, v, 0xEE));
+}
+
+/// [*p × 8 | *q × 8]: two broadcasts from memory, the second merge-masked into the high half.
+ARBOR_INLINE __m512 broadcast_pair(const float *p, const float *q) {
+    return _mm512_mask_broadcastss_ps(_mm512_set1_ps(*p), 0xFF00, _mm_load_ss(q));
+}
+
+/// [32 bytes at p | 32 bytes at q].
+ARBOR_INLINE __m512i load_pair256(const void *p, const void *q) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
+                              _mm256_loadu_si256((const __m256i *)q), 1);
+}
+
+/// The low and high 8 floats of v.
+ARBOR_INLINE __m256 lo256_ps(__m512 v) { return _mm512_castps512_ps256(v); }
+ARBOR_INLINE __m256 hi256_ps(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
+/// k4_scale_shuffle for a 512-bit register: the low 256 bits broadcast scale 2j, the high 256
+/// bits scale 2j+1 (every 128-bit lane holds all 8 int16 scales).
+static const uint8_t k4_scale_shuffle512[4][64] = {
+#define ARBOR_REP16(a, b) a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b
+#define ARBOR_PAIR(s) ARBOR_REP16(2 * (2 * s), 2 * (2 * s) + 1), ARBOR_REP16(2 * (2 * s), 2 * (2 * s) + 1), \
+                      ARBOR_REP16(2 * (2 * s + 1), 2 * (2 * s + 1) + 1), ARBOR_REP16(2 * (2 * s + 1), 2 * (2 * s + 1) + 1)
+    {ARBOR_PAIR(0)}, {ARBOR_PAIR(1)}, {ARBOR_PAIR(2)}, {ARBOR_PAIR(3)},
+#undef ARBOR_PAIR
+#undef ARBOR_REP16
+};
+
+/// Q4_K, 512 bits: per 64 elements one vpmaddubsw and one vpdpwssd for each activation row.
+/// The float work of two rows runs side by side in one 512-bit register (lanes 0-7 row c, 8-15
+/// row c+1): per lane the same multiplies and FMAs, with the same values, as the 256-bit tile.
+/// -(dmin·d_a) is computed as (-dmin)·d_a: the same float (rounding is symmetric in the sign).
+ARBOR_INLINE void tile_q4_K_512(int64_t n, const blk_q4_K *x, const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc2[4];  // rows 2k | 2k+1
+    __m256 acc1 = _mm256_setzero_ps();  // row nc-1 when nc is odd
+    for (int c = 0; c + 1 < nc; c += 2) acc2[c / 2] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sc16x2, mins16;
+        k4_block_scales(x[i].scales, &sc16x2, &mins16);
+        const __m512i sc16x4 = _mm512_broadcast_i64x4(sc16x2);
+        const float xd = fp16_to_fp32(x[i].d), xdmin = fp16_to_fp32(x[i].dmin);
+        __m512i sumi[8];
+        for (int j = 0; j < 4; j++) {
+            // [low nibbles (sub-block 2j) | high nibbles (sub-block 2j+1)] of 32 bytes.
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            const __m512i q = _mm512_and_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(bits), _mm256_srli_epi16(bits, 4), 1), m4);
+            const __m512i s = _mm512_shuffle_epi8(sc16x4, _mm512_loadu_si512((const void *)k4_scale_shuffle512[j]));
+            for (int c = 0; c < nc; c++) {
+                const int8_t *q8 = ((const blk_q8_K *)(a + (size_t)c * as) + i)->qs + 64 * j;
+                const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)q8));
+                sumi[c] = j == 0 ? _mm512_madd_epi16(s, p) : dpwssd512(sumi[c], s, p);
+            }
+        }
+        const __m512 vxd = _mm512_set1_ps(xd), vnxdmin = _mm512_set1_ps(-xdmin);
+        const __m512i mins16x2 = _mm512_broadcast_i64x4(mins16);
+        for (int c = 0; c + 1 < nc; c += 2) {
+            const blk_q8_K *y0 = (const blk_q8_K *)(a + (size_t)c * as) + i;
+            const blk_q8_K *y1 = (const blk_q8_K *)(a + (size_t)(c + 1) * as) + i;
+            const __m512 yd = broadcast_pair(&y0->d, &y1->d);
+            const __m512i pm = _mm512_madd_epi16(load_pair256(y0->bsums, y1->bsums), mins16x2);
+            acc2[c / 2] = _mm512_fmadd_ps(_mm512_mul_ps(vxd, yd), _mm512_cvtepi32_ps(fold512x2(sumi[c], sumi[c + 1])), acc2[c / 2]);
+            acc2[c / 2] = _mm512_fmadd_ps(_mm512_mul_ps(vnxdmin, yd), _mm512_cvtepi32_ps(pm), acc2[c / 2]);
+        }
+        if (nc & 1) {
+            const blk_q8_K *y = (const blk_q8_K *)(a + (size_t)(nc - 1) * as) + i;
+            const __m256i pm = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mins16);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(xd * y->d), _mm256_cvtepi32_ps(fold512(sumi[nc - 1])), acc1);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(-xdmin * y->d), _mm256_cvtepi32_ps(pm), acc1);
+        }
+    }
+    for (int c = 0; c + 1 < nc; c += 2) {
+        out[c * os] = hsum8(lo256_ps(acc2[c / 2]));
+        out[(c + 1) * os] = hsum8(hi256_ps(acc2[c / 2]));
+    }
+    if (nc & 1) out[(nc - 1) * os] = hsum8(acc1);
+}
+
+/// q6_scale_shuffle for a 512-bit register: masks 2k and 2k+1 side by side.
+static const uint8_t q6_scale_shuffle512[2][64] = {
+#define ARBOR_REP8(a, b) a, b, a, b, a, b, a, b, a, b, a, b, a, b, a, b
+    {ARBOR_REP8(0, 1), ARBOR_REP8(2, 3), ARBOR_REP8(4, 5), ARBOR_REP8(6, 7)},
+    {ARBOR_REP8(8, 9), ARBOR_REP8(10, 11), ARBOR_REP8(12, 13), ARBOR_REP8(14, 15)},
+#undef ARBOR_REP8
+};
+
+/// Q6_K, 512 bits: the 256-bit tile's w0|w1 and w2|w3 pairs, one vpmaddubsw and one vpdpwssd
+/// per 64 elements for each activation row. The -32 offset term (-32·Σ sc·bsum) joins the integer
+/// sum in the low 256 bits before the fold (exact integers, so the same lanes as the 256-bit
+/// tile's sub); the float FMA of two rows runs side by side as in the Q4_K tile.
+ARBOR_INLINE void tile_q6_K_512(int64_t n, const blk_q6_K *x, const uint8_t *a, size_t as, float *out, int64_t os, const int nc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512 acc2[4];  // rows 2k | 2k+1
+    __m256 acc1 = _mm256_setzero_ps();  // row nc-1 when nc is odd
+    for (int c = 0; c + 1 < nc; c += 2) acc2[c / 2] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float xd = fp16_to_fp32(x[i].d);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);  // [16] int8
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);                      // [16] int16
+        // [-32·sc | 0]: |-32·sc| ≤ 4096 fits int16; the high half meets no data (zeroed bsums).
+        const __m512i corr_sc = _mm512_castsi256_si512(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32)));
+        __m512i sumi[8];
+        for (int c = 0; c < nc; c++) {
+            const blk_q8_K *y = (const blk_q8_K *)(a + (size_t)c * as) + i;
+            sumi[c] = _mm512_madd_epi16(_mm512_maskz_loadu_epi16(0x0000FFFF, y->bsums),
+                                        _mm512_maskz_mov_epi16(0x0000FFFF, corr_sc));
+        }
+        for (int h = 0; h < 2; h++) {
+            // ql: 64 bytes = [l1 | l2]; qh as [qh | qh >> 2], so one mask and shift per pair gives
+            // [w0 | w1] and [w2 | w3] of the 256-bit tile.
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            const __m512i l = _mm512_loadu_si512((const void *)(x[i].ql + 64 * h));
+            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            const __m512i w01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(hh, m2), 4));
+            const __m512i w23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hh, 4), m2), 4));
+            // Scales 8h...8h+7 (128-bit half h of sc16) in every 128-bit lane, then shuffled in-lane.
+            const __m512i g = _mm512_broadcast_i32x4(h == 0 ? _mm256_castsi256_si128(sc16) : _mm256_extracti128_si256(sc16, 1));
+            const __m512i s01 = _mm512_shuffle_epi8(g, _mm512_loadu_si512((const void *)q6_scale_shuffle512[0]));
+            const __m512i s23 = _mm512_shuffle_epi8(g, _mm512_loadu_si512((const void *)q6_scale_shuffle512[1]));
+            for (int c = 0; c < nc; c++) {
+                const int8_t *q8 = ((const blk_q8_K *)(a + (size_t)c * as) + i)->qs + 128 * h;
+                sumi[c] = dpwssd512(sumi[c], s01, _mm512_maddubs_epi16(w01, _mm512_loadu_si512((const void *)q8)));
+                sumi[c] = dpwssd512(sumi[c], s23, _mm512_maddubs_epi16(w23, _mm512_loadu_si512((const void *)(q8 + 64))));
+            }
+        }
+        const __m512 vxd = _mm512_set1_ps(xd);
+        for (int c = 0; c + 1 < nc; c += 2) {
+            const blk_q8_K *y0 = (const blk_q8_K *)(a + (size_t)c * as) + i;
+            const blk_q8_K *y1 = (const blk_q8_K *)(a + (size_t)(c + 1) * as) + i;
+            const __m512 d = _mm512_mul_ps(vxd, broadcast_pair(&y0->d, &y1->d));
+            acc2[c / 2] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(fold512x2(sumi[c], sumi[c + 1])), acc2[c / 2]);
+        }
+        if (nc & 1) {
+            const blk_q8_K *y = (const blk_q8_K *)(a + (size_t)(nc - 1) * as) + i;
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(xd * y->d), _mm256_cvtepi32_ps(fold512(sumi[nc - 1])), acc1);
+        }
+    }
+    for (int c = 0; c + 1 < nc; c += 2) {
+        out[c * os] = hsum8(lo256_ps(acc2[c / 2]));
+        out[(c + 1) * os] = hsum8(hi256_ps(acc2[c / 2]));
+    }
+    if (nc & 1) out[(nc - 1) * os] = hsum8(acc1);
+}
+
+#endif  // AVX-512BW
+
 // MARK: float weights · F32 (one activation row at a time; the weight row stays in L1)
 
 ARBOR_INLINE __m256 load_f16x8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -380,6 +558,13 @@ TILE_DRIVER(avx2_q4_K, CALL_Q4_K)
 TILE_DRIVER(avx2_q5_K, CALL_Q5_K)
 TILE_DRIVER(avx2_q6_K, CALL_Q6_K)
 
+#ifdef ARBOR_HAVE_AVX512
+#define CALL_Q4_K_512(A, O, NC) tile_q4_K_512(n, w, A, as, O, os, NC)
+#define CALL_Q6_K_512(A, O, NC) tile_q6_K_512(n, w, A, as, O, os, NC)
+TILE_DRIVER(avx512_q4_K, CALL_Q4_K_512)
+TILE_DRIVER(avx512_q6_K, CALL_Q6_K_512)
+#endif
+
 #define FLOAT_TILE(NAME, WT, FN)                                                                    \
     static void NAME(int64_t n, const void *w, const uint8_t *a, size_t as, int64_t nc, float *out, \
                      int64_t os) {                                                                  \
@@ -391,7 +576,7 @@ FLOAT_TILE(avx2_bf16, uint16_t, dot_bf16_avx2)
 
 #endif  // AVX2
 
-arbor_tile_fn arbor_fast_tile(uint32_t wtype) {
+arbor_tile_fn arbor_avx2_tile(uint32_t wtype) {
 #ifdef ARBOR_HAVE_AVX2
     switch (wtype) {
     case ARBOR_TYPE_F32: return avx2_f32;
@@ -407,13 +592,36 @@ arbor_tile_fn arbor_fast_tile(uint32_t wtype) {
     case ARBOR_TYPE_Q6_K: return avx2_q6_K;
     default: break;
     }
+#else
+    (void)wtype;
 #endif
-    return arbor_scalar_tile(wtype);
+    return NULL;
+}
+
+arbor_tile_fn arbor_fast_tile(uint32_t wtype) {
+#ifdef ARBOR_HAVE_AVX512
+    switch (wtype) {
+    case ARBOR_TYPE_Q4_K: return avx512_q4_K;
+    case ARBOR_TYPE_Q6_K: return avx512_q6_K;
+    default: break;
+    }
+#endif
+    const arbor_tile_fn fn = arbor_avx2_tile(wtype);
+    return fn ? fn : arbor_scalar_tile(wtype);
 }
 
 int arbor_vec_dot_is_simd(uint32_t wtype) {
 #ifdef ARBOR_HAVE_AVX2
     return arbor_vec_dot_type(wtype) != ARBOR_TYPE_NONE;
+#else
+    (void)wtype;
+    return 0;
+#endif
+}
+
+int arbor_vec_dot_is_avx512(uint32_t wtype) {
+#ifdef ARBOR_HAVE_AVX512
+    return wtype == ARBOR_TYPE_Q4_K || wtype == ARBOR_TYPE_Q6_K;
 #else
     (void)wtype;
     return 0;

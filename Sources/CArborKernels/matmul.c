@@ -35,6 +35,14 @@ int arbor_vec_dot_scalar(uint32_t wtype, int64_t n, const void *w, const void *a
 // independent dots run, never a dot's own arithmetic.
 enum { ROW_BLOCK_BYTES = 256 * 1024, COL_BLOCK_BYTES = 32 * 1024 };
 
+int arbor_vec_dot_avx2(uint32_t wtype, int64_t n, const void *w, const void *acts, size_t act_stride,
+                       int64_t ncols, float *out, int64_t out_stride) {
+    const arbor_tile_fn fn = arbor_avx2_tile(wtype);
+    if (check(wtype, n, fn)) return -1;
+    fn(n, w, acts, act_stride, ncols, out, out_stride);
+    return 0;
+}
+
 int arbor_matmul_rows(uint32_t wtype, int64_t n, const void *w, size_t w_row_bytes,
                       int64_t row_begin, int64_t row_end, const void *acts, size_t act_row_bytes,
                       int64_t ncols, float *y, int64_t y_stride) {

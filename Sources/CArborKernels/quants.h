@@ -142,5 +142,8 @@ typedef void (*arbor_tile_fn)(int64_t n, const void *w, const uint8_t *a, size_t
 
 /// The scalar reference dot for a weight type (NULL if unsupported).
 arbor_tile_fn arbor_scalar_tile(uint32_t wtype);
-/// The fastest dot for a weight type on this build (AVX2 where written, else scalar).
+/// The fastest dot for a weight type on this build (AVX-512 or AVX2 where written, else scalar).
 arbor_tile_fn arbor_fast_tile(uint32_t wtype);
+/// The 256-bit AVX2 dot for a weight type, or NULL if this build has none (tests compare the
+/// 512-bit tiles with it bit for bit).
+arbor_tile_fn arbor_avx2_tile(uint32_t wtype);

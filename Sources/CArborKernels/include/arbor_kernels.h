@@ -76,6 +76,12 @@ int arbor_vec_dot_scalar(uint32_t weight_type, int64_t n, const void *w, const v
                          int64_t ncols, float *out, int64_t out_stride);
 /// 1 if arbor_vec_dot runs SIMD code for this weight type on this build.
 int arbor_vec_dot_is_simd(uint32_t weight_type);
+/// The 256-bit AVX2 kernels even where arbor_vec_dot uses wider ones (AVX-512 for Q4_K and Q6_K),
+/// for tests: both must give the same bits. Returns nonzero where this build has no AVX2 kernel.
+int arbor_vec_dot_avx2(uint32_t weight_type, int64_t n, const void *w, const void *acts, size_t act_stride,
+                       int64_t ncols, float *out, int64_t out_stride);
+/// 1 if arbor_vec_dot uses 512-bit kernels for this weight type on this build.
+int arbor_vec_dot_is_avx512(uint32_t weight_type);
 
 /// Rows [row_begin, row_end) of y = W·A for `ncols` activation rows:
 ///   y[c * y_stride + r] = dot(W row r, activation row c)
