@@ -37,10 +37,24 @@ bench_reference.py. A mode's tok/s is total decode steps / total decode time ove
 speedup is that over plain's; acceptance = accepted / drafted. Each line also records whether
 the text equals plain's (greedy speculation must not change it).
 
-Timing (this 2-core VM, shared with other work, max tokens 128): a --limit 20 run takes about
-  plain ~4 min, draft-3 / draft-6 / draft-6-p75 ~5-6 min each, ngram-* ~4 min each
-per set (see the --limit 5 measurements in the report that added this script; load and
-per-prompt wall times are in the JSON).
+Before each prompt the script waits (up to --idle-wait s) until other processes use at most
+--max-busy of the CPUs, and records what it saw (`busy_before`, BUSY% column): on this 2-core VM a
+competing process slows llama.cpp's spinning thread pools far more than its share, worst with a
+draft model (two pools of 2 threads): single prompts fell from ~20 to 0.5-3.5 tok/s. The median
+of the per-prompt tok/s is in the JSON too, for runs that were disturbed anyway. (Polling off,
+`cpuparams.poll = 0`, is no cure: it made every mode 5-20x slower here.)
+
+Timing, extrapolated from a --limit 5 run on an idle machine (HumanEval, max tokens 128; wall
+per mode = server load 1-2.5 s + ~1 s idle check and ~6-10 s per prompt), not from a measured
+--limit 20 run: a --limit 20 run takes about
+  plain ~2.3 min, draft-3 / draft-6 / draft-6-p75 ~3.5 min each, ngram-* ~2.2 min each,
+so ~20 min for all seven modes on one set; waiting for a busy machine comes on top.
+
+Measured with --limit 5 (idle, HumanEval): plain 34.8 tok/s; draft-* 19.7-20.5 tok/s median (0.6x)
+at 96-99% acceptance. From llama.cpp's log (draft-3, HumanEval/0): 5.7 s of decode, 1.7 s of it
+drafting, the other ~4 s in ~33 target verifications of 4 tokens, ~120 ms each, as much as four
+single decode steps (29 ms): small batches buy this build nothing on 2 cores, so the drafting is
+pure cost. ngram-simple 1.07x, ngram-map-k 0.9x, ngram-mod 1.22x (free drafts).
 
 Usage:
   arbor prompts export humaneval --model qwen2.5-coder-1.5b --out /tmp/humaneval.jsonl
