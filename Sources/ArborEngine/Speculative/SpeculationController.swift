@@ -40,8 +40,11 @@ public final class SpeculationController {
     private var binOffered = [Double](repeating: 0, count: 10)
     /// Per depth: smoothed probability that depth d is accepted given depth d-1 was.
     private var depthAcceptance: [Double]
-    /// Rounds since the last drafted round (for occasional re-probing when drafting looks unprofitable).
+    /// Rounds since the last drafted round, and how many to wait before re-probing when drafting
+    /// looks unprofitable. The wait doubles after each probe that does not bring drafting back
+    /// (a probe of a model drafter pays for catching up with every skipped token).
     private var roundsWithoutDraft = 0
+    private var probeInterval = 16
 
     private static let smoothing = 0.2
     private static let priorWeight = 2.0
@@ -104,7 +107,13 @@ public final class SpeculationController {
         // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
         if best == 0 {
             roundsWithoutDraft += 1
-            if roundsWithoutDraft >= 16 { roundsWithoutDraft = 0; best = 1 }
+            if roundsWithoutDraft >= probeInterval {
+                roundsWithoutDraft = 0
+                probeInterval = min(probeInterval * 2, 1024)
+                best = 1
+            }
+        } else {
+            probeInterval = 16
         }
         if best == 0 { return .none }
         b.maxDepth = best
@@ -134,9 +143,13 @@ public final class SpeculationController {
         if bestN == 0 {
             roundsWithoutDraft += 1
             // Re-probe with the single most probable node now and then.
-            if roundsWithoutDraft >= 16 { roundsWithoutDraft = 0; bestN = 1 } else { return TokenTree() }
+            guard roundsWithoutDraft >= probeInterval else { return TokenTree() }
+            roundsWithoutDraft = 0
+            probeInterval = min(probeInterval * 2, 1024)
+            bestN = 1
         } else {
             roundsWithoutDraft = 0
+            if !drafterCostsTime { probeInterval = 16 }
         }
         return tree.subtree(keeping: Set(order.prefix(bestN))).tree
     }

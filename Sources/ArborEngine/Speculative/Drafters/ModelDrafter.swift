@@ -68,6 +68,8 @@ public final class ModelDrafter: Drafter {
             offset = end
         }
         cachedTokens = body
+        lastContextCount = prompt.count
+        lastDepth = 0
     }
 
     public func end(context: [Int32], promptCount: Int) {
@@ -82,9 +84,13 @@ public final class ModelDrafter: Drafter {
         lastCatchUpMilliseconds = 0
         guard let cache, budget.maxNodes > 0, budget.maxDepth > 0, !context.isEmpty else { return TokenTree() }
         let start = Clock.now
+        // A round commits at most (last depth + 1) tokens; feeding those is part of drafting.
+        // Growth beyond that means rounds went by without drafting: that feed is catching up.
+        let lagging = context.count - lastContextCount > lastDepth + 1
         let rootLogits = try catchUp(context: context, cache: cache)
-        // Feeding one new token is part of every round; more than that is catching up.
-        if context.count - cachedTokensBefore > 1 { lastCatchUpMilliseconds = Clock.millisecondsSince(start) }
+        if lagging { lastCatchUpMilliseconds = Clock.millisecondsSince(start) }
+        lastContextCount = context.count
+        lastDepth = min(budget.maxDepth, budget.maxNodes)
         lastSteps = 1
         let tree: TokenTree
         if let sampler, budget.maxWidth == 1 {
@@ -98,7 +104,8 @@ public final class ModelDrafter: Drafter {
     // MARK: Keeping the cache in step
 
     /// Brings the cache to exactly `context` and returns the draft logits after its last token.
-    private var cachedTokensBefore = 0
+    private var lastContextCount = 0
+    private var lastDepth = 0
 
     private func catchUp(context: [Int32], cache: any KVCache) throws -> [Float] {
         // The committed part must still be a prefix of the context (it always is within a request).
@@ -126,7 +133,6 @@ public final class ModelDrafter: Drafter {
         lastTree = TokenTree()
         lastSlots = []
         // Feed the rest (at least the last token, whose logits we need).
-        cachedTokensBefore = cachedTokens.count
         let missing = Array(context[cachedTokens.count...])
         let logits = try model.forward(.sequential(missing, startingAt: cache.count, lastLogitsOnly: true), cache: cache)
         cachedTokens = context
