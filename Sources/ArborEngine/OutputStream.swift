@@ -22,7 +22,7 @@ struct OutputStream {
 
     /// Appends one token; returns false when generation must stop (the token may or may not have
     /// been kept, per the rules above). `onText` gets each new complete piece of text; when it
-    /// returns false the stream stops with `.length`-style early end (`finish` stays nil → caller).
+    /// returns false the stream ends early with finish reason `.length`, as plain generation did.
     mutating func append(_ token: Int32, onText: (String) -> Bool) -> Bool {
         guard finish == nil else { return false }
         if parameters.stopAtEndOfText && tokenizer.endOfGenerationTokens.contains(token) {
