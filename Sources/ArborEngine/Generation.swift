@@ -143,13 +143,8 @@ public final class TextGenerator {
 
         // Prefill in chunks; only the last chunk's last logits are needed.
         var start = Clock.now
-        var logits: Logits!
-        var offset = cache.count
-        while offset < promptTokens.count {
-            let end = min(offset + max(parameters.prefillChunk, 1), promptTokens.count)
-            let chunk = Array(promptTokens[offset..<end])
-            logits = try model.forward(.sequential(chunk, startingAt: cache.count, lastLogitsOnly: true), cache: cache)
-            offset = end
+        guard var logits = try model.prefill(promptTokens[cache.count...], cache: cache, chunk: parameters.prefillChunk) else {
+            throw GenerationError.cacheNotAPrefix(cached: cache.count, promptTokens: promptTokens.count)
         }
         stats.prefillMilliseconds = Clock.millisecondsSince(start)
         start = Clock.now

@@ -164,3 +164,20 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 }
+
+extension LanguageModel {
+    /// Appends `tokens` to `cache` in forward calls of at most `chunk` tokens, continuing the
+    /// cache's positions, and returns the logits of the last token (`nil` when `tokens` is empty).
+    @discardableResult
+    public func prefill(_ tokens: some Collection<Int32>, cache: any KVCache, chunk: Int = 256) throws(ModelError) -> Logits? {
+        let all = Array(tokens)
+        var logits: Logits? = nil
+        var offset = 0
+        while offset < all.count {
+            let end = min(offset + max(chunk, 1), all.count)
+            logits = try forward(.sequential(Array(all[offset..<end]), startingAt: cache.count, lastLogitsOnly: true), cache: cache)
+            offset = end
+        }
+        return logits
+    }
+}

@@ -31,13 +31,7 @@ public final class LocalVerifier: Verifier {
         suppressed = request.suppressedTokens.filter { $0 >= 0 && Int($0) < vocabularySize }
         let cache = model.makeCache(capacity: min(max(request.capacity, request.prompt.count + 1), contextLength))
         // Everything but the pending token; its logits are computed with the first tree.
-        let body = request.prompt.dropLast()
-        var offset = 0
-        while offset < body.count {
-            let end = min(offset + max(prefillChunk, 1), body.count)
-            _ = try model.forward(.sequential(Array(body[offset..<end]), startingAt: cache.count, lastLogitsOnly: true), cache: cache)
-            offset = end
-        }
+        try model.prefill(request.prompt.dropLast(), cache: cache, chunk: prefillChunk)
         self.cache = cache
         history = request.prompt
     }

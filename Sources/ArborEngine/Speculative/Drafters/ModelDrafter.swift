@@ -61,12 +61,7 @@ public final class ModelDrafter: Drafter {
         lastSlots = []
         // Read all but the last prompt token now (charged to prefill, not to drafting).
         let body = Array(prompt.dropLast())
-        var offset = 0
-        while offset < body.count {
-            let end = min(offset + 256, body.count)
-            _ = try model.forward(.sequential(Array(body[offset..<end]), startingAt: c.count, lastLogitsOnly: true), cache: c)
-            offset = end
-        }
+        try model.prefill(body, cache: c)
         cachedTokens = body
         lastContextCount = prompt.count
         lastDepth = 0
