@@ -3,7 +3,7 @@ import ArborTestSupport
 import Testing
 
 /// The path label used for in-memory parses, so error messages can be checked for it.
-let testPath = "/virtual/test-model.gguf"
+let testPath = "in-memory-test-model.gguf"
 
 /// A small but complete file: metadata of several types and three f32 tensors, the last of
 /// which ends on the alignment (so the file has no trailing padding and every cut is an error).

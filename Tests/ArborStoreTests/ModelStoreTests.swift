@@ -321,11 +321,13 @@ struct ModelStorePullTests {
 
     @Test func missingPythonIsReported() throws {
         let temp = try ScratchDirectory()
+        // A python inside a folder that does not exist (under the scratch directory).
+        let missing = temp.url.appendingPathComponent("no-such-folder/python3").path
         let store = ModelStore(
             directory: temp.url, catalog: ModelCatalog(models: [FakeModel.shared.spec()]),
-            pythonCommand: "/nonexistent/python3"
+            pythonCommand: missing
         )
-        #expect(throws: ModelStoreError.pythonNotFound(command: "/nonexistent/python3")) {
+        #expect(throws: ModelStoreError.pythonNotFound(command: missing)) {
             try store.pull("fake")
         }
         // ARBOR_PYTHON is the fallback when no command is given.
@@ -380,7 +382,7 @@ struct ModelStorePullTests {
         let temp = try ScratchDirectory()
         let model = FakeModel.shared
         let store = ModelStore(
-            directory: temp.url, catalog: ModelCatalog(models: [model.spec()]), pythonCommand: "/nonexistent/python3"
+            directory: temp.url, catalog: ModelCatalog(models: [model.spec()]), pythonCommand: temp.url.appendingPathComponent("no-such-folder/python3").path
         )
         try Data(model.bytes).write(to: temp.url.appendingPathComponent("fake.gguf"))
         // First use hashes the file (no download needed, so no python), then it is trusted.

@@ -298,7 +298,7 @@ struct RealPromptSetTests {
     @Test(arguments: [("humaneval", 164), ("mtbench", 80)])
     func realSetHasAllItems(set: String, count: Int) throws {
         // A store that must not download: a missing or bad file fails here instead.
-        let store = PromptStore(pythonCommand: "/nonexistent/python3")
+        let store = PromptStore(pythonCommand: "no-such-python-for-prompt-tests")
         let spec = try store.spec(set)
         #expect(store.status(of: spec) == .verified, "\(store.path(for: spec))")
         let items = try store.items(set)
