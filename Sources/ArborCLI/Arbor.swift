@@ -12,6 +12,7 @@ struct Arbor: AsyncParsableCommand {
             InspectCommand.self,
             TokenizeCommand.self,
             GenerateCommand.self,
+            ServeCommand.self,
             BenchCommand.self,
         ]
     )

@@ -24,6 +24,7 @@ struct GenerateCommand: AsyncParsableCommand {
     var maxTokens: Int = 128
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
+    @OptionGroup(title: "Remote target") var remote: RemoteOptions
     @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
     var stop: [String] = []
     @Flag(name: .customLong("ignore-eos"), help: "Never sample end-of-text tokens; generate until --max-tokens or a stop string.")
@@ -41,8 +42,12 @@ struct GenerateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let path = try model.resolve()
-        let bundle = try ModelBundle.load(path: path, threads: threads ?? ModelRegistryDefaults.threads)
+        // With a remote target this process only drafts: the tokenizer and chat format come from
+        // the draft model when there is one (the server checks it has the same vocabulary).
+        let threadCount = threads ?? ModelRegistryDefaults.threads
+        let localName = remote.isRemote ? (speculation.draftModel ?? model.model) : model.model
+        let path = try ModelOptions.resolve(localName)
+        let bundle = try ModelBundle.load(path: path, threads: threadCount)
         let tokens: [Int32]
         if let chat {
             var messages: [ChatMessage] = []
@@ -60,11 +65,20 @@ struct GenerateCommand: AsyncParsableCommand {
             return true
         }
         let result: GenerationResult
-        if speculation.kind == .none {
+        if remote.isRemote {
+            let verifier = try remote.connect(vocabularyHash: bundle.tokenizer.vocabularyFingerprint)
+            let drafter: (any Drafter)? = speculation.kind == .model
+                ? try ModelDrafter(model: bundle.model, tokenizer: bundle.tokenizer, name: localName,
+                                   targetTokenizer: bundle.tokenizer, targetName: verifier.serverInfo.modelName)
+                : try speculation.makeDrafter(target: bundle, targetName: verifier.serverInfo.modelName, threads: threadCount)
+            let generator = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer,
+                                                 configuration: speculation.configuration)
+            result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
+        } else if speculation.kind == .none {
             let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
             result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
         } else {
-            let drafter = try speculation.makeDrafter(target: bundle, targetName: model.model, threads: threads ?? ModelRegistryDefaults.threads)
+            let drafter = try speculation.makeDrafter(target: bundle, targetName: model.model, threads: threadCount)
             let generator = SpeculativeGenerator(
                 verifier: LocalVerifier(model: bundle.model), drafter: drafter, tokenizer: bundle.tokenizer,
                 configuration: speculation.configuration)
@@ -88,6 +102,13 @@ struct GenerateCommand: AsyncParsableCommand {
                     sp.meanAcceptedLength, sp.meanVerifyBatchSize, sp.draftMilliseconds, sp.verifyMilliseconds,
                     sp.samplingMilliseconds, sp.tokensPerSecond))
                 StandardStreams.error("[acceptance by depth: " + sp.acceptanceByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ") + "]\n")
+                if let r = sp.remote {
+                    let n = max(s.generatedTokens, 1)
+                    StandardStreams.error(String(
+                        format: "[remote: %d round trips, %.1f ms mean, %d bytes up, %d down (%.0f bytes/token), server busy %.0f ms (%.1f ms/token), %d reconnects]\n",
+                        r.roundTrips, r.roundTripMilliseconds / Double(max(r.roundTrips, 1)), r.bytesSent, r.bytesReceived,
+                        Double(r.bytesSent + r.bytesReceived) / Double(n), r.serverBusyMilliseconds, r.serverBusyMilliseconds / Double(n), r.reconnects))
+                }
             }
         }
     }

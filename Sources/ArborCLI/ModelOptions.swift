@@ -21,7 +21,10 @@ struct ModelOptions: ParsableArguments {
             valueName: "alias|path"
         )
     )
-    var model: String
+    var model: String = ModelOptions.defaultTarget
+
+    /// The default target model (the default draft is qwen2.5-coder-0.5b).
+    static let defaultTarget = "qwen2.5-coder-1.5b"
 
     /// The local GGUF path of `--model`, pulling a known alias if it is not cached yet.
     func resolve() throws -> String {

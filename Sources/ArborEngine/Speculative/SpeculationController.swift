@@ -31,7 +31,7 @@ public final class SpeculationController {
     public let configuration: SpeculationConfiguration
     let drafterCostsTime: Bool
 
-    /// `targetMs[b]`: smoothed time to score b tokens; 0 until measured.
+    /// `targetMs[b]`: smoothed time to score b tokens (a remote round's whole trip); 0 until measured.
     private(set) var targetMs: [Double]
     /// Smoothed draft cost per depth step (model drafters).
     private(set) var draftStepMs = 0.0
@@ -156,9 +156,11 @@ public final class SpeculationController {
 
     /// Learns from a finished round.
     public func observe(tree: TokenTree, result: VerificationResult, draftMilliseconds: Double, draftDepth: Int, catchUpMilliseconds: Double = 0) {
-        let b = result.batchSize
+        // A remote target's cost is the whole round trip: a fixed latency per round that makes
+        // larger trees pay off, which the per-batch-size profile then reflects.
+        let b = result.batchSize, cost = result.costMilliseconds
         if b < targetMs.count {
-            targetMs[b] = targetMs[b] == 0 ? result.targetMilliseconds : (1 - Self.smoothing) * targetMs[b] + Self.smoothing * result.targetMilliseconds
+            targetMs[b] = targetMs[b] == 0 ? cost : (1 - Self.smoothing) * targetMs[b] + Self.smoothing * cost
         }
         if drafterCostsTime, draftDepth > 0 {
             let step = max(0, draftMilliseconds - catchUpMilliseconds) / Double(draftDepth)

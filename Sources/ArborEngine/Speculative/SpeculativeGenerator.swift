@@ -83,6 +83,7 @@ public final class SpeculativeGenerator {
         stats.generatedTokens = output.tokens.count
         spec.totalMilliseconds = stats.decodeMilliseconds
         spec.emittedTokens = output.tokens.count
+        spec.remote = verifier.transport
         stats.speculative = spec
         return GenerationResult(text: output.text, promptTokens: promptTokens, tokens: output.tokens,
                                 finishReason: output.finish ?? .length, stats: stats)

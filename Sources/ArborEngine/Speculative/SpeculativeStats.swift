@@ -26,6 +26,9 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     /// Tokens emitted (accepted nodes plus each round's own token, cut at the stop).
     public var emittedTokens = 0
 
+    /// Network costs when the target was remote.
+    public var remote: TransportStats?
+
     public init(drafter: String) { self.drafter = drafter }
 
     /// Accepted ÷ drafted nodes.
@@ -78,7 +81,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         case totalMilliseconds = "total_ms", emittedTokens = "emitted_tokens"
         case acceptanceRate = "acceptance_rate", meanAcceptedLength = "mean_accepted_length"
         case acceptanceByDepth = "acceptance_by_depth", tokensPerSecond = "tokens_per_second"
-        case meanVerifyBatchSize = "mean_verify_batch_size"
+        case meanVerifyBatchSize = "mean_verify_batch_size", remote
     }
 
     public init(from decoder: any Decoder) throws {
@@ -96,6 +99,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         samplingMilliseconds = try c.decode(Double.self, forKey: .samplingMilliseconds)
         totalMilliseconds = try c.decode(Double.self, forKey: .totalMilliseconds)
         emittedTokens = try c.decode(Int.self, forKey: .emittedTokens)
+        remote = try c.decodeIfPresent(TransportStats.self, forKey: .remote)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -118,6 +122,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         try c.encode(acceptanceByDepth, forKey: .acceptanceByDepth)
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
         try c.encode(meanVerifyBatchSize, forKey: .meanVerifyBatchSize)
+        try c.encodeIfPresent(remote, forKey: .remote)
     }
 
     /// Adds another generation's counters (for a prompt set's totals).

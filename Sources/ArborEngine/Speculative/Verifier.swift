@@ -14,14 +14,21 @@ public struct VerificationResult: Sendable, Equatable {
     public var targetMilliseconds: Double
     /// Time spent turning logits into the verdict (distributions, acceptance tests, the draw).
     public var samplingMilliseconds: Double
+    /// The whole round as the caller waited for it (for a remote target: the round trip,
+    /// including the network and the server's queue); 0 when it is just the local computation.
+    public var roundMilliseconds: Double
 
-    public init(acceptedNodes: [Int], nextToken: Int32, batchSize: Int, targetMilliseconds: Double = 0, samplingMilliseconds: Double = 0) {
+    public init(acceptedNodes: [Int], nextToken: Int32, batchSize: Int, targetMilliseconds: Double = 0, samplingMilliseconds: Double = 0, roundMilliseconds: Double = 0) {
         self.acceptedNodes = acceptedNodes
         self.nextToken = nextToken
         self.batchSize = batchSize
         self.targetMilliseconds = targetMilliseconds
         self.samplingMilliseconds = samplingMilliseconds
+        self.roundMilliseconds = roundMilliseconds
     }
+
+    /// What scoring this batch cost the caller: the round trip when known, else the target's time.
+    public var costMilliseconds: Double { max(roundMilliseconds, targetMilliseconds) }
 }
 
 /// What a verifier needs to know at the start of a request.
@@ -65,6 +72,12 @@ public protocol Verifier: AnyObject {
     func verify(_ tree: TokenTree) throws -> VerificationResult
     /// Ends the request and releases its state.
     func end()
+    /// What reaching the target cost during the current (or last) request; nil for a local target.
+    var transport: TransportStats? { get }
+}
+
+extension Verifier {
+    public var transport: TransportStats? { nil }
 }
 
 /// Errors of speculative generation.

@@ -1,0 +1,309 @@
+import ArborEngine
+import ArborWire
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// Where the target server is and how patiently to talk to it.
+public struct RemoteTarget: Sendable {
+    public var host: String
+    public var port: Int
+    /// The server's shared secret (empty when it has none).
+    public var authToken: String
+    public var clientName: String
+    public var connectTimeout: TimeAmount
+    /// Longest wait for any reply (a prefill of a long prompt on a busy server included).
+    public var requestTimeout: TimeAmount
+    /// Reconnections tried after the connection fails, with doubling back-off from `initialBackoff`.
+    public var reconnectAttempts: Int
+    public var initialBackoff: TimeAmount
+    /// Prompt tokens per prefill frame.
+    public var prefillChunk: Int
+
+    public init(host: String, port: Int, authToken: String = "", clientName: String = "arbor",
+                connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(120),
+                reconnectAttempts: Int = 5, initialBackoff: TimeAmount = .milliseconds(200), prefillChunk: Int = 8192) {
+        self.host = host
+        self.port = port
+        self.authToken = authToken
+        self.clientName = clientName
+        self.connectTimeout = connectTimeout
+        self.requestTimeout = requestTimeout
+        self.reconnectAttempts = reconnectAttempts
+        self.initialBackoff = initialBackoff
+        self.prefillChunk = prefillChunk
+    }
+}
+
+/// Errors of the user side of remote verification.
+public enum RemoteError: Error, CustomStringConvertible {
+    /// The server answered with an error frame.
+    case server(ErrorFrame)
+    /// The connection closed while waiting for a reply.
+    case disconnected
+    /// No reply within the request timeout.
+    case timedOut(what: String, seconds: Double)
+    /// Could not reach the server (after `attempts` tries, the last failing with `reason`).
+    case unreachable(host: String, port: Int, attempts: Int, reason: String)
+    /// The server's target uses another vocabulary than the drafter.
+    case vocabularyMismatch(server: String, serverHash: UInt64, localHash: UInt64)
+    /// The server replied with a message that makes no sense here.
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case let .server(e): "the server refused: \(e)"
+        case .disconnected: "the server closed the connection"
+        case let .timedOut(what, s): "no reply to \(what) within \(s) s"
+        case let .unreachable(h, p, n, r): "cannot reach the target server at \(h):\(p) after \(n) attempt\(n == 1 ? "" : "s"): \(r)"
+        case let .vocabularyMismatch(name, theirs, mine):
+            "the server's model \(name) has another vocabulary (hash \(String(theirs, radix: 16)) vs the drafter's \(String(mine, radix: 16))): its tokens would not mean the same"
+        case let .protocolViolation(s): "protocol violation: \(s)"
+        }
+    }
+
+    /// Whether reconnecting may help (the connection, not the request, failed).
+    var isTransient: Bool {
+        switch self {
+        case .disconnected, .timedOut, .unreachable: true
+        case let .server(e): e.code == .shuttingDown || e.code == .timeout || e.code == .serverBusy
+        default: false
+        }
+    }
+}
+
+/// A `Verifier` whose target runs in an `arbor serve` process, reached over TCP.
+///
+/// The session on the server mirrors this object's committed tokens; if the connection fails,
+/// the verifier reconnects with back-off, opens a new session from the committed tokens and
+/// repeats the round, so a restarted server resumes the generation exactly (greedy). Every wait
+/// is bounded: a server that is gone for good ends in `RemoteError.unreachable`, never a hang.
+/// Calls are made from one thread at a time, like any `Verifier`.
+public final class RemoteVerifier: Verifier {
+    public let target: RemoteTarget
+    /// The vocabulary hash of the drafter; a server with another one is refused.
+    public let expectedVocabularyHash: UInt64?
+    public private(set) var serverInfo: ServerInfo
+    /// Costs of the current (or last) request.
+    public private(set) var stats = TransportStats()
+
+    private let group: any EventLoopGroup
+    private var connection: Connection?
+    private var request: VerificationRequest?
+    /// Committed tokens including the pending one (what a resumed session must be rebuilt from).
+    private var history: [Int32] = []
+    private var round: UInt32 = 0
+
+    /// Connects and completes the handshake (so `vocabularySize` and `contextLength` are known).
+    public init(target: RemoteTarget, expectedVocabularyHash: UInt64?, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        self.target = target
+        self.expectedVocabularyHash = expectedVocabularyHash
+        self.group = group
+        serverInfo = ServerInfo(serverName: "", modelName: "", vocabularyHash: 0, vocabularySize: 0, contextLength: 0,
+                                maxTreeNodes: 0, maxSessionTokens: 0, maxFrameBytes: 0)
+        try withReconnects { try self.connect() }
+    }
+
+    deinit { connection?.close() }
+
+    public var vocabularySize: Int { Int(serverInfo.vocabularySize) }
+    /// The session limit of the server (the most a request may hold).
+    public var contextLength: Int { Int(min(serverInfo.contextLength, serverInfo.maxSessionTokens)) }
+    public var transport: TransportStats? { stats }
+
+    public func begin(_ request: VerificationRequest) throws {
+        guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
+        stats = TransportStats()
+        self.request = request
+        history = request.prompt
+        round = 0
+        try withReconnects {
+            if self.connection == nil { try self.connect() }
+            try self.openSession()
+        }
+    }
+
+    public func verify(_ tree: TokenTree) throws -> VerificationResult {
+        guard request != nil else { throw SpeculativeError.notStarted }
+        round &+= 1
+        let message = Self.verifyFrame(tree, round: round)
+        var reply: Exchange!
+        try withReconnects {
+            if self.connection == nil {
+                try self.connect()
+                try self.openSession()
+            }
+            reply = try self.exchange(message, what: "verify")
+        }
+        guard case let .result(r) = reply.message else { throw unexpected(reply.message, "a result") }
+        guard r.round == round, r.acceptedNodes.allSatisfy({ Int($0) < tree.count }) else {
+            throw RemoteError.protocolViolation("result for round \(r.round) with nodes \(r.acceptedNodes) (sent round \(round), \(tree.count) nodes)")
+        }
+        let accepted = r.acceptedNodes.map { Int($0) }
+        for n in accepted { history.append(tree.tokens[n]) }
+        history.append(Int32(bitPattern: r.nextToken))
+        let server = Double(r.targetMilliseconds + r.samplingMilliseconds)
+        stats.rounds += 1
+        stats.roundBytes += reply.bytesSent + reply.bytesReceived
+        stats.roundMilliseconds += reply.milliseconds
+        stats.serverBusyMilliseconds += server
+        stats.serverQueueMilliseconds += Double(r.queueMilliseconds)
+        stats.perRound.append(RoundTransport(
+            nodes: tree.count, accepted: accepted.count, bytesSent: reply.bytesSent, bytesReceived: reply.bytesReceived,
+            roundTripMilliseconds: reply.milliseconds, serverMilliseconds: server, queueMilliseconds: Double(r.queueMilliseconds)))
+        return VerificationResult(acceptedNodes: accepted, nextToken: Int32(bitPattern: r.nextToken), batchSize: Int(r.batchSize),
+                                  targetMilliseconds: Double(r.targetMilliseconds), samplingMilliseconds: Double(r.samplingMilliseconds),
+                                  roundMilliseconds: reply.milliseconds)
+    }
+
+    public func end() {
+        if let connection, request != nil {
+            // No reply to wait for: the server frees the session when it reads this.
+            let frame = WireCodec.encode(.close)
+            stats.bytesSent += frame.readableBytes
+            connection.send(.close)
+        }
+        request = nil
+        history = []
+    }
+
+    /// Measures the network's round trip with a ping (no server work involved).
+    @discardableResult
+    public func ping() throws -> Double {
+        if connection == nil { try withReconnects { try self.connect() } }
+        let nonce = UInt64.random(in: 0...UInt64.max)
+        let reply = try exchange(.ping(nonce: nonce), what: "ping")
+        guard case .pong(nonce) = reply.message else { throw unexpected(reply.message, "pong \(nonce)") }
+        stats.minimumPingMilliseconds = min(stats.minimumPingMilliseconds ?? .infinity, reply.milliseconds)
+        return reply.milliseconds
+    }
+
+    /// Closes the connection (a later call reconnects).
+    public func close() {
+        connection?.close()
+        connection = nil
+    }
+
+    // MARK: Steps
+
+    private func connect() throws {
+        connection?.close()
+        connection = nil
+        let c = try Connection.open(target: target, group: group)
+        connection = c
+        let reply = try exchange(.hello(Hello(authToken: target.authToken, clientName: target.clientName)), what: "hello")
+        guard case let .serverInfo(info) = reply.message else { throw unexpected(reply.message, "server info") }
+        if let expectedVocabularyHash, info.vocabularyHash != expectedVocabularyHash {
+            close()
+            throw RemoteError.vocabularyMismatch(server: info.modelName, serverHash: info.vocabularyHash, localHash: expectedVocabularyHash)
+        }
+        serverInfo = info
+    }
+
+    /// Opens a session and reads the committed tokens into it (the prompt, or after a
+    /// reconnection everything committed so far).
+    private func openSession() throws {
+        guard let request else { return }
+        let capacity = min(request.capacity, contextLength)
+        let open = OpenSession(sampling: request.sampling.wire, capacity: UInt32(max(capacity, history.count + 1)),
+                               suppressedTokens: request.suppressedTokens.map { UInt32(bitPattern: $0) })
+        let opened = try exchange(.openSession(open), what: "open session")
+        guard case .sessionOpened = opened.message else { throw unexpected(opened.message, "session opened") }
+        let tokens = history.map { UInt32(bitPattern: $0) }
+        var start = 0
+        let chunk = max(1, target.prefillChunk)
+        // All chunks but the last need no reply; the final one is answered once the prompt is read.
+        while tokens.count - start > chunk {
+            let m = WireMessage.prefill(Prefill(isFinal: false, tokens: Array(tokens[start..<(start + chunk)])))
+            stats.bytesSent += WireCodec.encode(m).readableBytes
+            connection?.send(m)
+            start += chunk
+        }
+        let done = try exchange(.prefill(Prefill(isFinal: true, tokens: Array(tokens[start...]))), what: "prefill")
+        guard case let .prefilled(p) = done.message else { throw unexpected(done.message, "prefilled") }
+        stats.serverBusyMilliseconds += Double(p.computeMilliseconds)
+    }
+
+    private struct Exchange {
+        var message: WireMessage
+        var bytesSent: Int
+        var bytesReceived: Int
+        var milliseconds: Double
+    }
+
+    /// Sends one request and waits for its reply; an error frame becomes `RemoteError.server`.
+    private func exchange(_ message: WireMessage, what: String) throws -> Exchange {
+        guard let connection else { throw RemoteError.disconnected }
+        let sent = WireCodec.encode(message).readableBytes
+        let start = DispatchTime.now().uptimeNanoseconds
+        let (reply, received) = try connection.request(message, timeout: target.requestTimeout, what: what)
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        stats.bytesSent += sent
+        stats.bytesReceived += received
+        stats.roundTrips += 1
+        stats.roundTripMilliseconds += ms
+        if case let .error(e) = reply {
+            if e.code.isFatal { close() }
+            throw RemoteError.server(e)
+        }
+        return Exchange(message: reply, bytesSent: sent, bytesReceived: received, milliseconds: ms)
+    }
+
+    /// Runs `body`; when the connection fails, reconnects with doubling back-off and runs it
+    /// again, up to `reconnectAttempts` times.
+    private func withReconnects(_ body: () throws -> Void) throws {
+        var attempt = 0
+        var backoff = target.initialBackoff
+        while true {
+            do {
+                try body()
+                return
+            } catch let error as RemoteError where error.isTransient {
+                close()
+                attempt += 1
+                guard attempt <= target.reconnectAttempts else {
+                    if case .unreachable = error { throw error }
+                    throw RemoteError.unreachable(host: target.host, port: target.port, attempts: attempt, reason: "\(error)")
+                }
+                Thread.sleep(forTimeInterval: Double(backoff.nanoseconds) / 1e9)
+                backoff = backoff * 2
+                if request != nil { stats.reconnects += 1 }
+            }
+        }
+    }
+
+    private func unexpected(_ m: WireMessage, _ wanted: String) -> RemoteError {
+        close()
+        return .protocolViolation("expected \(wanted), got \(m.type)")
+    }
+
+    static func verifyFrame(_ tree: TokenTree, round: UInt32) -> WireMessage {
+        var distributions: [SparseDistribution] = []
+        var index: [UInt16] = []
+        if tree.proposals.contains(where: { $0 != nil }) {
+            var seen: [ObjectIdentifier: UInt16] = [:]
+            for p in tree.proposals {
+                guard let p else { index.append(Verify.deterministic); continue }
+                if let k = seen[ObjectIdentifier(p)] { index.append(k); continue }
+                let k = UInt16(distributions.count)
+                seen[ObjectIdentifier(p)] = k
+                var ids: [UInt32] = [], ps: [Float] = []
+                for (t, v) in p.probabilities.enumerated() where v > 0 {
+                    ids.append(UInt32(t))
+                    ps.append(v)
+                }
+                distributions.append(SparseDistribution(tokens: ids, probabilities: ps))
+                index.append(k)
+            }
+        }
+        return .verify(Verify(round: round, tokens: tree.tokens.map { UInt32(bitPattern: $0) }, parents: tree.parents.map { Int32($0) },
+                              distributions: distributions, distributionIndex: index))
+    }
+}
+
+extension SamplingParameters {
+    var wire: WireSampling {
+        WireSampling(temperature: temperature, topK: UInt32(clamping: topK), topP: topP, minP: minP,
+                     repetitionPenalty: repetitionPenalty, repetitionLastN: UInt32(clamping: repetitionLastN), seed: seed)
+    }
+}

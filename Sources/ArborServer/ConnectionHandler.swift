@@ -1,0 +1,172 @@
+import ArborEngine
+import ArborModels
+import ArborWire
+import Logging
+import NIOCore
+
+/// Tells every connection that the server is shutting down.
+struct ShutdownEvent: Sendable {}
+
+/// One client connection on the server: feeds frames to the `ConnectionStateMachine` and
+/// carries out its actions — replies on the event loop, model work on the `TargetHost` thread,
+/// results back on the event loop.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = WireInbound
+    typealias OutboundOut = WireMessage
+
+    private var machine: ConnectionStateMachine
+    private let server: ServerContext
+    private var logger: Logger
+    private var session: ServerSession?
+    private var counted = false
+    private var handshakeTimer: Scheduled<Void>?
+    private var draining = false
+
+    init(server: ServerContext, logger: Logger) {
+        self.server = server
+        self.logger = logger
+        self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        handshakeTimer = context.eventLoop.scheduleTask(in: server.configuration.handshakeTimeout) {
+            let (handler, context) = loopBound.value
+            handler.perform(handler.machine.refuse(ErrorFrame(code: .timeout, message: "no hello within the handshake timeout")), context: context)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .message(message, _):
+            perform(machine.receive(message), context: context)
+        case let .skipped(error, _):
+            logger.debug("skipped frame", metadata: ["error": "\(error)"])
+            context.writeAndFlush(wrapOutboundOut(.error(error)), promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        endSession()
+        if counted {
+            counted = false
+            server.releaseSlot()
+        }
+        logger.debug("connection closed")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Framing errors were already answered by the frame handler, which closes the channel.
+        logger.info("connection error", metadata: ["error": "\(error)"])
+        if !(error is ErrorFrame) { context.close(promise: nil) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ShutdownEvent {
+            draining = true
+            if machine.phase != .waiting { refuseForShutdown(context: context) }
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, machine.phase != .waiting {
+            // Idle while the server works on its request is not the client's fault.
+            perform(machine.refuse(ErrorFrame(code: .timeout, message: "no frame from the client within the idle timeout")), context: context)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func refuseForShutdown(context: ChannelHandlerContext) {
+        perform(machine.refuse(ErrorFrame(code: .shuttingDown, message: "the server is shutting down")), context: context)
+    }
+
+    private func perform(_ action: ConnectionStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            break
+        case let .send(message):
+            context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+        case let .fail(error):
+            logger.info("closing connection", metadata: ["error": "\(error)"])
+            handshakeTimer?.cancel()
+            endSession()
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.error(error))).whenComplete { _ in channel.close(promise: nil) }
+        case let .acceptHello(clientName):
+            handshakeTimer?.cancel()
+            guard server.acquireSlot() else {
+                perform(machine.refuse(ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(server.configuration.maxSessions) sessions")), context: context)
+                return
+            }
+            counted = true
+            logger[metadataKey: "client"] = "\(clientName)"
+            logger.debug("hello")
+            context.writeAndFlush(wrapOutboundOut(.serverInfo(server.serverInfo)), promise: nil)
+        case let .openSession(setup):
+            endSession()
+            let s = ServerSession(id: server.nextSessionID(), setup: setup, metrics: server.host.metrics)
+            session = s
+            server.host.metrics.sessionOpened(tokens: setup.capacity)
+            logger.debug("session opened", metadata: ["session": "\(s.id)", "capacity": "\(setup.capacity)"])
+            context.writeAndFlush(wrapOutboundOut(.sessionOpened(SessionOpened(sessionID: s.id, capacity: UInt32(setup.capacity)))), promise: nil)
+        case let .prefill(prompt):
+            guard let s = session else { return }
+            runOnModel(s, context: context, round: 0) { model, _ in
+                let ms = try s.prefill(prompt, model: model)
+                s.metrics.busy(milliseconds: ms)
+                return { handler in handler.machine.prefillCompleted(count: prompt.count, milliseconds: ms) }
+            }
+        case let .verify(tree, round):
+            guard let s = session else { return }
+            runOnModel(s, context: context, round: round) { _, queueMs in
+                let result = try s.verify(tree)
+                s.metricsRound(result)
+                return { handler in handler.machine.verifyCompleted(result, round: round, queueMilliseconds: queueMs) }
+            }
+        case .endSession:
+            endSession()
+        }
+    }
+
+    /// Runs `work` on the model thread; its reply (built on the event loop, if the session is
+    /// still this connection's) is sent back. A failure ends the session with an error frame.
+    private func runOnModel(
+        _ s: ServerSession, context: ChannelHandlerContext, round: UInt32,
+        _ work: @escaping @Sendable (any LanguageModel, Double) throws -> @Sendable (ConnectionHandler) -> WireMessage
+    ) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        server.host.submit { model, queueMs in
+            let outcome: Result<@Sendable (ConnectionHandler) -> WireMessage, any Error> = model.flatMap { m in Result { try work(m, queueMs) } }
+            if s.isCancelled { s.release() }
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                guard handler.session === s else { return }  // Closed or replaced meanwhile.
+                switch outcome {
+                case let .success(reply):
+                    context.writeAndFlush(handler.wrapOutboundOut(reply(handler)), promise: nil)
+                case let .failure(error):
+                    handler.logger.warning("model work failed", metadata: ["error": "\(error)"])
+                    for a in handler.machine.workFailed("\(error)", round: round) { handler.perform(a, context: context) }
+                }
+                if handler.draining { handler.refuseForShutdown(context: context) }
+            }
+        }
+    }
+
+    /// Cancels queued work and frees the session's cache on the model thread.
+    private func endSession() {
+        guard let s = session else { return }
+        session = nil
+        s.cancel()
+        server.host.metrics.sessionClosed(tokens: s.setup.capacity)
+        server.host.submit { _, _ in s.release() }
+    }
+}
+
+extension ServerSession {
+    func metricsRound(_ r: VerificationResult) {
+        metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds)
+    }
+}

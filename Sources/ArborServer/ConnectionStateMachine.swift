@@ -1,0 +1,169 @@
+import ArborEngine
+import ArborWire
+
+/// The protocol as seen by one server connection: which message is valid when, and what to do
+/// about it. Pure logic — no I/O, no model — so every path is tested without sockets; the NIO
+/// `ConnectionHandler` carries out the actions.
+///
+///     awaitingHello ─hello→ ready ─open→ prefilling ─final prefill→ waiting → active
+///                             ↑                                        ↑       │ verify
+///                             └──────────── close ───────────────────  └─ waiting ←┘
+struct ConnectionStateMachine {
+    enum Phase: Equatable {
+        case awaitingHello
+        /// Past hello, no session.
+        case ready
+        /// Session open, prompt chunks arriving.
+        case prefilling
+        /// Model work in flight for this connection.
+        case waiting
+        /// Session ready for the next round.
+        case active
+        /// An error frame that ends the connection was sent.
+        case closed
+    }
+
+    enum Action: Equatable {
+        case none
+        case send(WireMessage)
+        /// Send this error, then close the connection.
+        case fail(ErrorFrame)
+        /// Check the server's session limit, then answer with server info.
+        case acceptHello(clientName: String)
+        /// Create the session and answer `sessionOpened`.
+        case openSession(SessionSetup)
+        /// Read the prompt on the model.
+        case prefill([Int32])
+        /// Score the tree on the model.
+        case verify(TokenTree, round: UInt32)
+        /// Release the session (the connection stays).
+        case endSession
+    }
+
+    private(set) var phase = Phase.awaitingHello
+    private(set) var setup: SessionSetup?
+    private(set) var committed = 0
+    private var prompt: [Int32] = []
+    let validator: RequestValidator
+    let authToken: String?
+
+    init(validator: RequestValidator, authToken: String?) {
+        self.validator = validator
+        self.authToken = authToken
+    }
+
+    var hasSession: Bool { setup != nil }
+
+    mutating func receive(_ message: WireMessage) -> Action {
+        guard phase != .closed else { return .none }
+        switch message {
+        case let .hello(h):
+            guard phase == .awaitingHello else { return unexpected(message, "hello was already received") }
+            if let authToken, !Self.constantTimeEqual(authToken, h.authToken) {
+                return fatal(ErrorFrame(code: .unauthorized, message: h.authToken.isEmpty ? "this server needs an auth token" : "wrong auth token"))
+            }
+            phase = .ready
+            return .acceptHello(clientName: h.clientName)
+        case .ping(let nonce):
+            return .send(.pong(nonce: nonce))
+        case _ where phase == .awaitingHello:
+            return fatal(ErrorFrame(code: .unauthorized, message: "the first frame must be hello, got \(message.type)"))
+        case let .openSession(m):
+            guard phase == .ready else { return unexpected(message, phase == .waiting ? "a request is in flight" : "a session is already open (close it first)") }
+            do {
+                let s = try validator.session(m)
+                setup = s
+                prompt = []
+                committed = 0
+                phase = .prefilling
+                return .openSession(s)
+            } catch {
+                return .send(.error(error))
+            }
+        case let .prefill(m):
+            guard phase == .prefilling, let setup else { return unexpected(message, "prefill needs a freshly opened session") }
+            do {
+                prompt += try validator.prompt(m.tokens, soFar: prompt.count, capacity: setup.capacity)
+            } catch {
+                return .send(.error(error))
+            }
+            guard m.isFinal else { return .none }
+            guard !prompt.isEmpty else { return .send(.error(ErrorFrame(code: .invalidParameters, message: "the prompt is empty"))) }
+            phase = .waiting
+            let p = prompt
+            prompt = []
+            return .prefill(p)
+        case let .verify(m):
+            guard phase == .active, let setup else {
+                return unexpected(message, phase == .waiting ? "a request is in flight" : "verify needs a session whose prompt was read", round: m.round)
+            }
+            do {
+                let tree = try validator.tree(m, committed: committed, capacity: setup.capacity)
+                phase = .waiting
+                return .verify(tree, round: m.round)
+            } catch {
+                return .send(.error(error))
+            }
+        case .close:
+            guard setup != nil else { return .none }
+            // While work is in flight the handler cancels it; the session is released either way.
+            setup = nil
+            prompt = []
+            committed = 0
+            phase = .ready
+            return .endSession
+        case .error:
+            return .none
+        case .serverInfo, .sessionOpened, .prefilled, .result, .pong:
+            return unexpected(message, "\(message.type) is sent by servers only")
+        }
+    }
+
+    /// The prompt was read: `count` tokens committed.
+    mutating func prefillCompleted(count: Int, milliseconds: Double) -> WireMessage {
+        committed = count
+        phase = .active
+        return .prefilled(Prefilled(committedTokens: UInt32(count), computeMilliseconds: Float(milliseconds)))
+    }
+
+    /// A round finished: the accepted path and the target's own token are committed.
+    mutating func verifyCompleted(_ result: VerificationResult, round: UInt32, queueMilliseconds: Double) -> WireMessage {
+        committed += result.acceptedNodes.count + 1
+        phase = .active
+        return .result(RoundResult(
+            round: round, acceptedNodes: result.acceptedNodes.map { UInt16($0) }, nextToken: UInt32(result.nextToken),
+            batchSize: UInt16(clamping: result.batchSize), targetMilliseconds: Float(result.targetMilliseconds),
+            samplingMilliseconds: Float(result.samplingMilliseconds), queueMilliseconds: Float(queueMilliseconds)))
+    }
+
+    /// Model work failed: the session's cache can no longer be trusted, so it ends; the client
+    /// may open a new one.
+    mutating func workFailed(_ text: String, round: UInt32) -> [Action] {
+        setup = nil
+        committed = 0
+        phase = .ready
+        return [.endSession, .send(.error(ErrorFrame(code: .internalError, round: round, message: text)))]
+    }
+
+    /// The server refused the hello (session limit) or is shutting down.
+    mutating func refuse(_ error: ErrorFrame) -> Action { fatal(error) }
+
+    private mutating func fatal(_ error: ErrorFrame) -> Action {
+        phase = .closed
+        return .fail(error)
+    }
+
+    private func unexpected(_ m: WireMessage, _ why: String, round: UInt32 = 0) -> Action {
+        .send(.error(ErrorFrame(code: .unexpectedMessage, round: round, message: "\(m.type) not expected: \(why)")))
+    }
+
+    /// Compares secrets without an early exit, so timing does not reveal a matching prefix.
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var diff = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) {
+            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return diff == 0
+    }
+}

@@ -1,0 +1,63 @@
+import NIOCore
+
+/// How `arbor serve` runs: where it listens, what it serves, and the limits that keep one
+/// client from taking more than its share.
+public struct ServerConfiguration: Sendable {
+    /// Path of the target's GGUF file.
+    public var modelPath: String
+    /// The model name reported to clients (an alias or the file name).
+    public var modelName: String
+    /// The server name reported to clients.
+    public var serverName: String
+    public var host: String
+    /// 0 picks a free port (see `VerificationServer.port`).
+    public var port: Int
+    /// Build the model on the first session instead of at start-up.
+    public var lazyLoad: Bool
+    /// The shared secret clients must send in hello; nil accepts any client.
+    public var authToken: String?
+    /// Most connections that passed hello at once (each holds at most one session).
+    public var maxSessions: Int
+    /// Most connections at once, including those still in the handshake.
+    public var maxConnections: Int
+    /// A connection with no frame from its client for this long is closed (its session freed).
+    public var idleTimeout: TimeAmount
+    /// Hello must arrive within this time of connecting.
+    public var handshakeTimeout: TimeAmount
+    /// A frame whose first byte arrived must complete within this time.
+    public var frameTimeout: TimeAmount
+    /// Worker threads of the model.
+    public var threads: Int
+    /// Most nodes in one verify.
+    public var maxTreeNodes: Int
+    /// Most tokens one session may hold (prompt + output + one tree): bounds its KV cache.
+    public var maxSessionTokens: Int
+    /// Largest frame accepted.
+    public var maxFrameBytes: Int
+    /// How long shutdown waits for in-flight rounds before closing connections.
+    public var shutdownGrace: TimeAmount
+
+    public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
+                lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxConnections: Int? = nil,
+                idleTimeout: TimeAmount = .seconds(300), handshakeTimeout: TimeAmount = .seconds(10),
+                frameTimeout: TimeAmount = .seconds(10), threads: Int = 2, maxTreeNodes: Int = 256,
+                maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10)) {
+        self.modelPath = modelPath
+        self.modelName = modelName
+        self.serverName = serverName
+        self.host = host
+        self.port = port
+        self.lazyLoad = lazyLoad
+        self.authToken = authToken
+        self.maxSessions = maxSessions
+        self.maxConnections = maxConnections ?? (2 * maxSessions + 16)
+        self.idleTimeout = idleTimeout
+        self.handshakeTimeout = handshakeTimeout
+        self.frameTimeout = frameTimeout
+        self.threads = threads
+        self.maxTreeNodes = maxTreeNodes
+        self.maxSessionTokens = maxSessionTokens
+        self.maxFrameBytes = maxFrameBytes
+        self.shutdownGrace = shutdownGrace
+    }
+}

@@ -1,0 +1,59 @@
+import ArborEngine
+import ArborModels
+import Foundation
+
+/// One client's target state: a `LocalVerifier` (its own KV cache) kept in step with the
+/// client's accepted path. Its model work runs only on the `TargetHost` thread; `cancel()` may
+/// be called from anywhere and makes queued work skip.
+final class ServerSession: @unchecked Sendable {
+    let id: UInt32
+    let setup: SessionSetup
+    let metrics: ServerMetrics
+    private let lock = NSLock()
+    private var cancelled = false
+    /// Model thread only.
+    private var verifier: LocalVerifier?
+
+    init(id: UInt32, setup: SessionSetup, metrics: ServerMetrics) {
+        self.id = id
+        self.setup = setup
+        self.metrics = metrics
+    }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+    func cancel() { lock.withLock { cancelled = true } }
+
+    /// Reads the prompt (model thread). Returns the compute time.
+    func prefill(_ prompt: [Int32], model: any LanguageModel) throws -> Double {
+        guard !isCancelled else { throw ServerError.sessionCancelled }
+        let start = DispatchTime.now().uptimeNanoseconds
+        if verifier == nil { metrics.cacheAllocated() }
+        let v = LocalVerifier(model: model)
+        verifier = v
+        try v.begin(VerificationRequest(prompt: prompt, sampling: setup.sampling, suppressedTokens: setup.suppressedTokens,
+                                        capacity: setup.capacity))
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+    }
+
+    /// Scores a tree (model thread).
+    func verify(_ tree: TokenTree) throws -> VerificationResult {
+        guard !isCancelled else { throw ServerError.sessionCancelled }
+        guard let verifier else { throw SpeculativeError.notStarted }
+        return try verifier.verify(tree)
+    }
+
+    /// Frees the KV cache (model thread). Safe to call more than once.
+    func release() {
+        guard let v = verifier else { return }
+        v.end()
+        verifier = nil
+        metrics.cacheReleased()
+    }
+}
+
+/// What a client asked for when opening a session (validated).
+struct SessionSetup: Sendable, Equatable {
+    var sampling: SamplingParameters
+    var capacity: Int
+    var suppressedTokens: [Int32]
+}

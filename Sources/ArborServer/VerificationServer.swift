@@ -1,0 +1,160 @@
+import ArborWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// What every connection handler shares: configuration, the target, the session slots.
+final class ServerContext: @unchecked Sendable {
+    let configuration: ServerConfiguration
+    let host: TargetHost
+    let validator: RequestValidator
+    let serverInfo: ServerInfo
+    private let lock = NSLock()
+    private var slots = 0
+    private var sessionCounter: UInt32 = 0
+
+    init(configuration: ServerConfiguration, host: TargetHost) {
+        self.configuration = configuration
+        self.host = host
+        let info = host.info
+        let sessionTokens = min(configuration.maxSessionTokens, info.contextLength)
+        validator = RequestValidator(vocabularySize: info.vocabularySize, contextLength: info.contextLength,
+                                     maxTreeNodes: min(configuration.maxTreeNodes, Int(UInt16.max) - 1),
+                                     maxSessionTokens: sessionTokens)
+        serverInfo = ServerInfo(
+            serverName: configuration.serverName, modelName: configuration.modelName, vocabularyHash: info.vocabularyHash,
+            vocabularySize: UInt32(info.vocabularySize), contextLength: UInt32(info.contextLength),
+            maxTreeNodes: UInt32(validator.maxTreeNodes), maxSessionTokens: UInt32(sessionTokens),
+            maxFrameBytes: UInt32(configuration.maxFrameBytes))
+    }
+
+    /// Takes a session slot if one is free.
+    func acquireSlot() -> Bool {
+        lock.withLock {
+            guard slots < configuration.maxSessions else { return false }
+            slots += 1
+            return true
+        }
+    }
+
+    func releaseSlot() { lock.withLock { slots -= 1 } }
+
+    func nextSessionID() -> UInt32 {
+        lock.withLock {
+            sessionCounter &+= 1
+            return sessionCounter
+        }
+    }
+}
+
+/// `arbor serve`: the target model behind Arbor's verification protocol (docs/PROTOCOL.md).
+///
+/// One event loop thread handles every socket (framing, validation, replies); the model runs on
+/// its own thread (`TargetHost`), one round at a time in arrival order. Each client connection
+/// holds at most one session with its own KV cache; closing the connection frees it.
+public final class VerificationServer: @unchecked Sendable {
+    public let configuration: ServerConfiguration
+    public let host: TargetHost
+    private let context: ServerContext
+    private let group: MultiThreadedEventLoopGroup
+    private let logger: Logger
+    private var channel: (any Channel)?
+    private let lock = NSLock()
+    private var connections: [ObjectIdentifier: any Channel] = [:]
+    private var stopped = false
+
+    /// Loads the target (unless lazy) and prepares the server; `start()` binds the socket.
+    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "arbor.serve")) throws {
+        self.configuration = configuration
+        self.logger = logger
+        host = try TargetHost(path: configuration.modelPath, threads: configuration.threads, lazy: configuration.lazyLoad)
+        context = ServerContext(configuration: configuration, host: host)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    /// Server-wide counters.
+    public var metrics: ServerMetrics { host.metrics }
+
+    /// The port the server listens on (useful with port 0).
+    public var port: Int? { channel?.localAddress?.port }
+
+    /// Binds and starts accepting connections.
+    public func start() throws {
+        let context = self.context
+        let configuration = self.configuration
+        let logger = self.logger
+        let limits = WireLimits(maxFrameBytes: configuration.maxFrameBytes)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                guard self.register(channel) else {
+                    // Over the connection limit: say so and hang up, without a handler.
+                    let error = ErrorFrame(code: .serverBusy, message: "too many connections")
+                    return channel.writeAndFlush(WireCodec.encode(.error(error), allocator: channel.allocator)).flatMap { channel.close() }
+                }
+                channel.closeFuture.whenComplete { _ in self.unregister(channel) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: configuration.idleTimeout),
+                        WireFrameHandler(limits: limits, frameTimeout: configuration.frameTimeout),
+                        ConnectionHandler(server: context, logger: logger),
+                    ])
+                }
+            }
+        do {
+            channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
+        } catch {
+            throw ServerError.bind(host: configuration.host, port: configuration.port, underlying: error)
+        }
+        logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port ?? configuration.port)",
+                                            "model": "\(configuration.modelName)", "lazy": "\(configuration.lazyLoad)"])
+    }
+
+    private func register(_ channel: any Channel) -> Bool {
+        lock.withLock {
+            guard !stopped, connections.count < configuration.maxConnections else { return false }
+            connections[ObjectIdentifier(channel)] = channel
+            host.metrics.connectionOpened()
+            return true
+        }
+    }
+
+    private func unregister(_ channel: any Channel) {
+        lock.withLock {
+            if connections.removeValue(forKey: ObjectIdentifier(channel)) != nil { host.metrics.connectionClosed() }
+        }
+    }
+
+    /// Blocks until the listening socket is closed (by `shutdown()`).
+    public func waitUntilClosed() throws {
+        try channel?.closeFuture.wait()
+    }
+
+    /// Stops accepting, lets in-flight rounds finish (up to the grace period) and tells every
+    /// client the server is going away, then stops the model thread. Safe to call twice.
+    public func shutdown() {
+        let open: [any Channel] = lock.withLock {
+            if stopped { return [] }
+            stopped = true
+            return Array(connections.values)
+        }
+        logger.info("shutting down", metadata: ["connections": "\(open.count)"])
+        try? channel?.close().wait()
+        for c in open { c.pipeline.fireUserInboundEventTriggered(ShutdownEvent()) }
+        let deadline = NIODeadline.now() + configuration.shutdownGrace
+        for c in open {
+            let remaining = deadline - NIODeadline.now()
+            let closed = c.closeFuture
+            let timeout = c.eventLoop.scheduleTask(in: max(remaining, .zero)) { c.close(promise: nil) }
+            try? closed.wait()
+            timeout.cancel()
+        }
+        host.stop()
+        try? group.syncShutdownGracefully()
+        logger.info("stopped")
+    }
+}

@@ -1,0 +1,302 @@
+/// The messages of Arbor's verification protocol (see docs/PROTOCOL.md for the bytes).
+///
+/// A connection carries at most one session at a time: hello → server info → open session →
+/// prefill (one or more chunks) → verify/result rounds → close. Ping/pong may be sent at any time
+/// after hello. Every message is one frame; `WireCodec` turns them into bytes and back.
+public enum WireMessage: Equatable, Sendable {
+    case hello(Hello)
+    case serverInfo(ServerInfo)
+    case openSession(OpenSession)
+    case sessionOpened(SessionOpened)
+    case prefill(Prefill)
+    case prefilled(Prefilled)
+    case verify(Verify)
+    case result(RoundResult)
+    case ping(nonce: UInt64)
+    case pong(nonce: UInt64)
+    case close
+    case error(ErrorFrame)
+
+    /// The frame type byte of each message.
+    public var type: WireMessageType {
+        switch self {
+        case .hello: .hello
+        case .serverInfo: .serverInfo
+        case .openSession: .openSession
+        case .sessionOpened: .sessionOpened
+        case .prefill: .prefill
+        case .prefilled: .prefilled
+        case .verify: .verify
+        case .result: .result
+        case .ping: .ping
+        case .pong: .pong
+        case .close: .close
+        case .error: .error
+        }
+    }
+}
+
+/// Frame type bytes.
+public enum WireMessageType: UInt8, Sendable, CaseIterable {
+    case hello = 0x01
+    case serverInfo = 0x02
+    case openSession = 0x03
+    case sessionOpened = 0x04
+    case prefill = 0x05
+    case prefilled = 0x06
+    case verify = 0x07
+    case result = 0x08
+    case ping = 0x09
+    case pong = 0x0A
+    case close = 0x0B
+    case error = 0x0C
+}
+
+/// Client → server, first frame of a connection.
+public struct Hello: Equatable, Sendable {
+    /// The shared secret of `arbor serve --auth-token-file` (empty when the server has none).
+    public var authToken: String
+    /// A free-form client name for logs.
+    public var clientName: String
+    public init(authToken: String, clientName: String) {
+        self.authToken = authToken
+        self.clientName = clientName
+    }
+}
+
+/// Server → client, the answer to an accepted hello: what the server runs and its limits.
+public struct ServerInfo: Equatable, Sendable {
+    public var serverName: String
+    public var modelName: String
+    /// `Tokenizer.vocabularyFingerprint` of the target; a client refuses a server whose value
+    /// differs from its drafter's.
+    public var vocabularyHash: UInt64
+    public var vocabularySize: UInt32
+    public var contextLength: UInt32
+    /// Most nodes in one verify frame.
+    public var maxTreeNodes: UInt32
+    /// Most tokens one session may hold (prompt + output + one tree).
+    public var maxSessionTokens: UInt32
+    /// Largest frame the server accepts (bytes after the length field).
+    public var maxFrameBytes: UInt32
+    public init(serverName: String, modelName: String, vocabularyHash: UInt64, vocabularySize: UInt32,
+                contextLength: UInt32, maxTreeNodes: UInt32, maxSessionTokens: UInt32, maxFrameBytes: UInt32) {
+        self.serverName = serverName
+        self.modelName = modelName
+        self.vocabularyHash = vocabularyHash
+        self.vocabularySize = vocabularySize
+        self.contextLength = contextLength
+        self.maxTreeNodes = maxTreeNodes
+        self.maxSessionTokens = maxSessionTokens
+        self.maxFrameBytes = maxFrameBytes
+    }
+}
+
+/// The target's sampling configuration, as carried on the wire (mirrors `SamplingParameters`).
+public struct WireSampling: Equatable, Sendable {
+    public var temperature: Float
+    public var topK: UInt32
+    public var topP: Float
+    public var minP: Float
+    public var repetitionPenalty: Float
+    public var repetitionLastN: UInt32
+    public var seed: UInt64
+    public init(temperature: Float, topK: UInt32, topP: Float, minP: Float, repetitionPenalty: Float, repetitionLastN: UInt32, seed: UInt64) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.minP = minP
+        self.repetitionPenalty = repetitionPenalty
+        self.repetitionLastN = repetitionLastN
+        self.seed = seed
+    }
+}
+
+/// Client → server: start a session (one request's worth of target state).
+public struct OpenSession: Equatable, Sendable {
+    public var sampling: WireSampling
+    /// Most tokens the session will hold (prompt + output + one tree); sizes the KV cache.
+    public var capacity: UInt32
+    /// Tokens the target must never produce (e.g. end-of-generation when ignoring EOS).
+    public var suppressedTokens: [UInt32]
+    public init(sampling: WireSampling, capacity: UInt32, suppressedTokens: [UInt32] = []) {
+        self.sampling = sampling
+        self.capacity = capacity
+        self.suppressedTokens = suppressedTokens
+    }
+}
+
+/// Server → client: the session is open.
+public struct SessionOpened: Equatable, Sendable {
+    public var sessionID: UInt32
+    /// The capacity granted (equal to the one asked for).
+    public var capacity: UInt32
+    public init(sessionID: UInt32, capacity: UInt32) {
+        self.sessionID = sessionID
+        self.capacity = capacity
+    }
+}
+
+/// Client → server: a chunk of the prompt. The server scores the prompt when the final chunk
+/// arrives; the prompt's last token stays pending (it is scored with the first tree).
+public struct Prefill: Equatable, Sendable {
+    public var isFinal: Bool
+    public var tokens: [UInt32]
+    public init(isFinal: Bool, tokens: [UInt32]) {
+        self.isFinal = isFinal
+        self.tokens = tokens
+    }
+}
+
+/// Server → client: the prompt has been read.
+public struct Prefilled: Equatable, Sendable {
+    /// Tokens committed in the session (the whole prompt).
+    public var committedTokens: UInt32
+    /// Server compute time for the prefill.
+    public var computeMilliseconds: Float
+    public init(committedTokens: UInt32, computeMilliseconds: Float) {
+        self.committedTokens = committedTokens
+        self.computeMilliseconds = computeMilliseconds
+    }
+}
+
+/// A sparse probability distribution over the vocabulary: the tokens with non-zero probability.
+public struct SparseDistribution: Equatable, Sendable {
+    public var tokens: [UInt32]
+    public var probabilities: [Float]
+    public init(tokens: [UInt32], probabilities: [Float]) {
+        self.tokens = tokens
+        self.probabilities = probabilities
+    }
+}
+
+/// Client → server: one round's draft tree.
+public struct Verify: Equatable, Sendable {
+    /// Chosen by the client, echoed in the result (and in an error about this round).
+    public var round: UInt32
+    /// The drafted token of each node, in topological order.
+    public var tokens: [UInt32]
+    /// Each node's parent, -1 for a root (a child of the pending token).
+    public var parents: [Int32]
+    /// Distributions that sampled nodes were drawn from (the p/q rule); empty for deterministic
+    /// drafts.
+    public var distributions: [SparseDistribution]
+    /// Per node, an index into `distributions`, or `Verify.deterministic`. Empty when
+    /// `distributions` is empty.
+    public var distributionIndex: [UInt16]
+
+    public static let deterministic: UInt16 = 0xFFFF
+
+    public init(round: UInt32, tokens: [UInt32], parents: [Int32], distributions: [SparseDistribution] = [], distributionIndex: [UInt16] = []) {
+        self.round = round
+        self.tokens = tokens
+        self.parents = parents
+        self.distributions = distributions
+        self.distributionIndex = distributionIndex
+    }
+}
+
+/// Server → client: the verdict on a tree.
+public struct RoundResult: Equatable, Sendable {
+    public var round: UInt32
+    /// Accepted node indices, root to leaf.
+    public var acceptedNodes: [UInt16]
+    /// The target's own next token after the accepted path.
+    public var nextToken: UInt32
+    /// Tokens scored in the forward pass (pending token + tree).
+    public var batchSize: UInt16
+    /// Server time in the target's forward pass.
+    public var targetMilliseconds: Float
+    /// Server time turning logits into the verdict.
+    public var samplingMilliseconds: Float
+    /// Time the round waited for the model behind other sessions' work.
+    public var queueMilliseconds: Float
+    public init(round: UInt32, acceptedNodes: [UInt16], nextToken: UInt32, batchSize: UInt16,
+                targetMilliseconds: Float, samplingMilliseconds: Float, queueMilliseconds: Float) {
+        self.round = round
+        self.acceptedNodes = acceptedNodes
+        self.nextToken = nextToken
+        self.batchSize = batchSize
+        self.targetMilliseconds = targetMilliseconds
+        self.samplingMilliseconds = samplingMilliseconds
+        self.queueMilliseconds = queueMilliseconds
+    }
+}
+
+/// Either side: something went wrong. `round` names the verify round it concerns (0: none).
+public struct ErrorFrame: Equatable, Sendable, Error, CustomStringConvertible {
+    public var code: WireErrorCode
+    public var round: UInt32
+    public var message: String
+    public init(code: WireErrorCode, round: UInt32 = 0, message: String) {
+        self.code = code
+        self.round = round
+        self.message = message
+    }
+    public var description: String { "\(code) (\(code.rawValue)): \(message)" }
+}
+
+/// Error codes. Codes marked *fatal* end the connection after the error frame is sent.
+public enum WireErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertible {
+    /// Fatal: the bytes are not a frame (bad length, truncated fields, invalid UTF-8, …).
+    case malformedFrame = 1
+    /// Fatal: the length field exceeds the receiver's frame limit.
+    case frameTooLarge = 2
+    /// The frame type is not one this side knows (the frame is skipped).
+    case unknownType = 3
+    /// Fatal: the frame's protocol version is not supported.
+    case unsupportedVersion = 4
+    /// Fatal: missing or wrong auth token.
+    case unauthorized = 5
+    /// The message is not valid in the connection's state (e.g. verify before prefill).
+    case unexpectedMessage = 6
+    /// The tree has more nodes than the server allows or than the session has room for.
+    case treeTooLarge = 7
+    /// The prompt does not fit the session's capacity.
+    case promptTooLarge = 8
+    /// A token id is outside the target's vocabulary.
+    case tokenOutOfVocabulary = 9
+    /// The parents array does not describe a tree in topological order.
+    case notATree = 10
+    /// Sampling parameters out of range, or a malformed draft distribution.
+    case invalidParameters = 11
+    /// Fatal: the server is at its session limit.
+    case serverBusy = 12
+    /// The session asks for more memory (capacity) than one session may have.
+    case sessionLimit = 13
+    /// Fatal: the server is shutting down.
+    case shuttingDown = 14
+    /// Fatal: a frame, the handshake or the session did not complete in time.
+    case timeout = 15
+    /// The model could not be loaded or failed while computing.
+    case internalError = 16
+
+    /// Whether the sender closes the connection after this error.
+    public var isFatal: Bool {
+        switch self {
+        case .malformedFrame, .frameTooLarge, .unsupportedVersion, .unauthorized, .serverBusy, .shuttingDown, .timeout: true
+        default: false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .malformedFrame: "malformed frame"
+        case .frameTooLarge: "frame too large"
+        case .unknownType: "unknown frame type"
+        case .unsupportedVersion: "unsupported protocol version"
+        case .unauthorized: "unauthorized"
+        case .unexpectedMessage: "unexpected message"
+        case .treeTooLarge: "tree too large"
+        case .promptTooLarge: "prompt too large"
+        case .tokenOutOfVocabulary: "token out of vocabulary"
+        case .notATree: "not a tree"
+        case .invalidParameters: "invalid parameters"
+        case .serverBusy: "server busy"
+        case .sessionLimit: "session limit"
+        case .shuttingDown: "shutting down"
+        case .timeout: "timeout"
+        case .internalError: "internal error"
+        }
+    }
+}
