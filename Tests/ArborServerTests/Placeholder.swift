@@ -1,1 +1,1 @@
-import XCTest
+import Testing
