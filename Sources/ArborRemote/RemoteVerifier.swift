@@ -262,8 +262,9 @@ public final class RemoteVerifier: Verifier {
                 close()
                 attempt += 1
                 guard attempt <= target.reconnectAttempts else {
-                    if case .unreachable = error { throw error }
-                    throw RemoteError.unreachable(host: target.host, port: target.port, attempts: attempt, reason: "\(error)")
+                    var reason = "\(error)"
+                    if case let .unreachable(_, _, _, r) = error { reason = r }
+                    throw RemoteError.unreachable(host: target.host, port: target.port, attempts: attempt, reason: reason)
                 }
                 Thread.sleep(forTimeInterval: Double(backoff.nanoseconds) / 1e9)
                 backoff = backoff * 2
@@ -277,7 +278,9 @@ public final class RemoteVerifier: Verifier {
         return .protocolViolation("expected \(wanted), got \(m.type)")
     }
 
-    static func verifyFrame(_ tree: TokenTree, round: UInt32) -> WireMessage {
+    /// The verify frame for `tree`: sampled nodes carry their distribution sparsely (non-zero
+    /// entries only), siblings drawn from one distribution share it.
+    public static func verifyFrame(_ tree: TokenTree, round: UInt32) -> WireMessage {
         var distributions: [SparseDistribution] = []
         var index: [UInt16] = []
         if tree.proposals.contains(where: { $0 != nil }) {

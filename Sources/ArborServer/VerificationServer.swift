@@ -48,6 +48,22 @@ final class ServerContext: @unchecked Sendable {
     }
 }
 
+/// Answers a connection the server cannot take with one error frame, then closes it.
+final class RefuseHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let error: ErrorFrame
+    init(_ error: ErrorFrame) { self.error = error }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(WireCodec.encode(.error(error), allocator: channel.allocator))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
 /// `arbor serve`: the target model behind Arbor's verification protocol (docs/PROTOCOL.md).
 ///
 /// One event loop thread handles every socket (framing, validation, replies); the model runs on
@@ -63,6 +79,7 @@ public final class VerificationServer: @unchecked Sendable {
     private let lock = NSLock()
     private var connections: [ObjectIdentifier: any Channel] = [:]
     private var stopped = false
+    private let finished = DispatchGroup()
 
     /// Loads the target (unless lazy) and prepares the server; `start()` binds the socket.
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "arbor.serve")) throws {
@@ -76,8 +93,8 @@ public final class VerificationServer: @unchecked Sendable {
     /// Server-wide counters.
     public var metrics: ServerMetrics { host.metrics }
 
-    /// The port the server listens on (useful with port 0).
-    public var port: Int? { channel?.localAddress?.port }
+    /// The port the server listens on (useful with port 0); set by `start()`.
+    public private(set) var port: Int?
 
     /// Binds and starts accepting connections.
     public func start() throws {
@@ -92,9 +109,11 @@ public final class VerificationServer: @unchecked Sendable {
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
                 guard self.register(channel) else {
-                    // Over the connection limit: say so and hang up, without a handler.
-                    let error = ErrorFrame(code: .serverBusy, message: "too many connections")
-                    return channel.writeAndFlush(WireCodec.encode(.error(error), allocator: channel.allocator)).flatMap { channel.close() }
+                    // Over the connection limit: say so and hang up, reading nothing.
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RefuseHandler(
+                            ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(configuration.maxConnections) connections")))
+                    }
                 }
                 channel.closeFuture.whenComplete { _ in self.unregister(channel) }
                 return channel.eventLoop.makeCompletedFuture {
@@ -106,7 +125,9 @@ public final class VerificationServer: @unchecked Sendable {
                 }
             }
         do {
-            channel = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
+            let bound = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
+            channel = bound
+            port = bound.localAddress?.port
         } catch {
             throw ServerError.bind(host: configuration.host, port: configuration.port, underlying: error)
         }
@@ -137,11 +158,18 @@ public final class VerificationServer: @unchecked Sendable {
     /// Stops accepting, lets in-flight rounds finish (up to the grace period) and tells every
     /// client the server is going away, then stops the model thread. Safe to call twice.
     public func shutdown() {
-        let open: [any Channel] = lock.withLock {
-            if stopped { return [] }
+        let open: [any Channel]? = lock.withLock {
+            if stopped { return nil }
             stopped = true
+            finished.enter()
             return Array(connections.values)
         }
+        // A second call waits for the first to finish (its event loops may already be gone).
+        guard let open else {
+            finished.wait()
+            return
+        }
+        defer { finished.leave() }
         logger.info("shutting down", metadata: ["connections": "\(open.count)"])
         try? channel?.close().wait()
         for c in open { c.pipeline.fireUserInboundEventTriggered(ShutdownEvent()) }
