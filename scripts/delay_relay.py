@@ -18,8 +18,9 @@ Connections: any number, each with its own connection to the target. TCP_NODELAY
 both sockets so the relay itself adds no Nagle delay. A half-close (EOF) from one side is
 passed on as a half-close to the other side once the data before it has been delivered (at its
 delayed time); the pair is closed when both directions have ended. A reset or error on either
-side closes both sides at once. Backpressure: at most --queue-chunks chunks (of up to 64 KiB)
-wait per direction; beyond that the relay stops reading that side.
+side resets both sides (a reset read from a peer takes effect at its delayed time, after the
+data before it). Backpressure: at most --queue-chunks chunks (of up to 64 KiB) wait per
+direction; beyond that the relay stops reading that side.
 
 Prints exactly one line "relay ready LISTEN -> CONNECT delay D ms" to stdout (flushed) once it
 is listening (LISTEN shows the bound port, so --listen HOST:0 works). SIGTERM / SIGINT close the
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import signal
 import socket
+import struct
 import sys
 import time
 
@@ -65,6 +67,17 @@ def nodelay(writer: asyncio.StreamWriter) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+
+
+def hard_close(writer: asyncio.StreamWriter) -> None:
+    """Close with a reset (SO_LINGER 0), as the peer that failed did."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
 
 
 class TokenBucket:
@@ -179,7 +192,7 @@ class Relay:
                         t.cancel()
                     await asyncio.gather(*pending, return_exceptions=True)
                     for w in (c_writer, s_writer):
-                        w.transport.abort()
+                        hard_close(w)
                     break
             self.log(f"#{cid} {peer}: closed")
         except asyncio.CancelledError:

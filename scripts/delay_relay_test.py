@@ -4,8 +4,8 @@
     python3 scripts/delay_relay_test.py
 
 Checks: round trip grows by --delay-ms, bytes arrive intact and in order, half-close is passed
-on after pending data, many concurrent connections, a refused target closes the client, the
-user-space rate limit, and SIGTERM with open connections exits 0 promptly.
+on after pending data, many concurrent connections, a refused or resetting target closes the
+client, the user-space rate limit, and SIGTERM with open connections exits 0 promptly.
 """
 from __future__ import annotations
 
@@ -179,6 +179,35 @@ def main() -> int:
             got = b""
     check(got == b"" and time.monotonic() - t0 < 3, "refused target: client closed promptly")
     stop_relay(proc)
+
+    # The target resets the connection: the client must not hang.
+    rst = socket.socket()
+    rst.bind(("127.0.0.1", 0))
+    rst.listen(8)
+
+    def reset_one() -> None:
+        conn, _ = rst.accept()
+        conn.recv(10)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()
+
+    threading.Thread(target=reset_one, daemon=True).start()
+    proc, port = start_relay(rst.getsockname()[1], 20)
+    with connect(port) as s:
+        s.settimeout(5)
+        s.sendall(b"hello")
+        t0 = time.monotonic()
+        try:
+            read_all(s)
+            how = "EOF"
+        except ConnectionResetError:
+            how = "reset"
+        except OSError as err:
+            how = repr(err)
+    took = time.monotonic() - t0
+    check(how == "reset" and took < 1, f"target reset: client sees {how} after {took:.3f} s")
+    stop_relay(proc)
+    rst.close()
 
     # User-space rate limit: 4000 kbit/s = 500 kB/s each way; 1 MB echoed takes ~2 s.
     proc, port = start_relay(echo, 0, "--rate-kbit", "4000")
