@@ -31,8 +31,12 @@ public final class SpeculationController {
     public let configuration: SpeculationConfiguration
     let drafterCostsTime: Bool
 
-    /// `targetMs[b]`: smoothed time to score b tokens (a remote round's whole trip); 0 until measured.
+    /// `targetMs[b]`: smoothed time the target computes to score b tokens; 0 until measured.
     private(set) var targetMs: [Double]
+    /// Smoothed cost of a round beyond the target's computation — the network round trip and
+    /// the server's queue for a remote target, 0 locally. A fixed cost per round: the higher it
+    /// is, the more tokens a round must carry to pay for itself.
+    private(set) var overheadMs = 0.0
     /// Smoothed draft cost per depth step (model drafters).
     private(set) var draftStepMs = 0.0
     /// Calibration bins: accepted and offered counts per confidence decile.
@@ -45,6 +49,8 @@ public final class SpeculationController {
     /// (a probe of a model drafter pays for catching up with every skipped token).
     private var roundsWithoutDraft = 0
     private var probeInterval = 16
+    /// This round's budget is a probe: `select` sends what was drafted for it.
+    private var probing = false
 
     private static let smoothing = 0.2
     private static let priorWeight = 2.0
@@ -77,6 +83,9 @@ public final class SpeculationController {
         }
     }
 
+    /// Estimated wall time of a round that scores `b` tokens.
+    func estimatedRoundMs(_ b: Int) -> Double { estimatedTargetMs(b) + overheadMs }
+
     /// Calibrated probability that a node of drafter confidence `c` is accepted when offered.
     func calibrated(_ c: Float) -> Double {
         let x = Double(min(max(c, 0), 1))
@@ -95,13 +104,13 @@ public final class SpeculationController {
         guard configuration.adaptive, drafterCostsTime else { return b }
         // Pick the depth with the best expected rate for a model drafter.
         var best = 0
-        var bestRate = 1 / estimatedTargetMs(1)
+        var bestRate = 1 / estimatedRoundMs(1)
         var expected = 1.0, reach = 1.0
         for d in 1...b.maxDepth {
             reach *= depthAcceptance[min(d - 1, depthAcceptance.count - 1)]
             expected += reach
             let nodes = min(b.maxNodes, d * b.maxWidth)
-            let rate = expected / (Double(d) * draftStepMs + estimatedTargetMs(1 + nodes))
+            let rate = expected / (Double(d) * draftStepMs + estimatedRoundMs(1 + nodes))
             if rate > bestRate { bestRate = rate; best = d }
         }
         // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
@@ -110,7 +119,9 @@ public final class SpeculationController {
             if roundsWithoutDraft >= probeInterval {
                 roundsWithoutDraft = 0
                 probeInterval = min(probeInterval * 2, 1024)
-                best = 1
+                // Probe a few levels deep: a depth-1 probe could never show that deeper drafts pay.
+                best = min(3, b.maxDepth)
+                probing = true
             }
         } else {
             probeInterval = 16
@@ -123,7 +134,10 @@ public final class SpeculationController {
 
     /// Keeps the part of `tree` worth scoring (the whole tree when not adaptive).
     public func select(_ tree: TokenTree, draftMilliseconds: Double) -> TokenTree {
-        guard configuration.adaptive, !tree.isEmpty else { return tree }
+        guard configuration.adaptive, !tree.isEmpty else {
+            probing = false
+            return tree
+        }
         var pathP = [Double](repeating: 0, count: tree.count)
         for i in 0..<tree.count {
             let parent = tree.parents[i]
@@ -133,12 +147,17 @@ public final class SpeculationController {
         let order = tree.tokens.indices.sorted { pathP[$0] != pathP[$1] ? pathP[$0] > pathP[$1] : $0 < $1 }
         let sunk = drafterCostsTime ? draftMilliseconds : 0
         var bestN = 0
-        var bestRate = 1 / (sunk + estimatedTargetMs(1))
+        var bestRate = 1 / (sunk + estimatedRoundMs(1))
         var expected = 1.0
         for (k, i) in order.enumerated() {
             expected += pathP[i]
-            let rate = expected / (sunk + estimatedTargetMs(k + 2))
+            let rate = expected / (sunk + estimatedRoundMs(k + 2))
             if rate > bestRate { bestRate = rate; bestN = k + 1 }
+        }
+        if probing {
+            // A probe drafted for a reason: score its most probable nodes, whatever the estimate.
+            probing = false
+            bestN = max(bestN, min(order.count, 3))
         }
         if bestN == 0 {
             roundsWithoutDraft += 1
@@ -156,11 +175,15 @@ public final class SpeculationController {
 
     /// Learns from a finished round.
     public func observe(tree: TokenTree, result: VerificationResult, draftMilliseconds: Double, draftDepth: Int, catchUpMilliseconds: Double = 0) {
-        // A remote target's cost is the whole round trip: a fixed latency per round that makes
-        // larger trees pay off, which the per-batch-size profile then reflects.
-        let b = result.batchSize, cost = result.costMilliseconds
+        // Compute per batch size and the fixed per-round overhead are learned apart, so that
+        // extrapolating to unmeasured batch sizes scales the compute only.
+        let b = result.batchSize
         if b < targetMs.count {
-            targetMs[b] = targetMs[b] == 0 ? cost : (1 - Self.smoothing) * targetMs[b] + Self.smoothing * cost
+            targetMs[b] = targetMs[b] == 0 ? result.targetMilliseconds : (1 - Self.smoothing) * targetMs[b] + Self.smoothing * result.targetMilliseconds
+        }
+        if result.roundMilliseconds > 0 {
+            let overhead = max(0, result.roundMilliseconds - result.targetMilliseconds - result.samplingMilliseconds)
+            overheadMs = overheadMs == 0 ? overhead : (1 - Self.smoothing) * overheadMs + Self.smoothing * overhead
         }
         if drafterCostsTime, draftDepth > 0 {
             let step = max(0, draftMilliseconds - catchUpMilliseconds) / Double(draftDepth)

@@ -26,9 +26,6 @@ public struct VerificationResult: Sendable, Equatable {
         self.samplingMilliseconds = samplingMilliseconds
         self.roundMilliseconds = roundMilliseconds
     }
-
-    /// What scoring this batch cost the caller: the round trip when known, else the target's time.
-    public var costMilliseconds: Double { max(roundMilliseconds, targetMilliseconds) }
 }
 
 /// What a verifier needs to know at the start of a request.
