@@ -9,7 +9,8 @@
 #   local    taskset -c 0 arbor generate --model TARGET --threads 1   (no network; once, not per delay)
 #   none     remote, --drafter none      (one token per round trip)
 #   suffix   remote, --drafter suffix
-#   draft    remote, --draft DRAFT       (the draft model runs in the client)
+#   draft    remote, --draft DRAFT       (the draft model runs in the client; chains by default)
+#   tree     remote, --draft DRAFT --max-width 4 (draft-model trees, for comparison)
 #
 #   scripts/bench_remote.sh [--out FILE.json]
 #
@@ -182,7 +183,7 @@ import json, sys
 runs_path, out_path, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 config = {k: int(v) if v.isdigit() else v for k, v in config.items()}
 runs = [json.loads(l) for l in open(runs_path) if l.strip()]
-order = {m: i for i, m in enumerate(["local", "none", "suffix", "draft"])}
+order = {m: i for i, m in enumerate(["local", "none", "suffix", "draft", "tree"])}
 local_tokens = {r["prompt"]: r.get("tokens_sha256") for r in runs if r["mode"] == "local" and "error" not in r}
 groups = {}
 for r in runs:
@@ -253,6 +254,7 @@ remote_args() { # mode
         none) echo "--drafter none" ;;
         suffix) echo "--drafter suffix" ;;
         draft) echo "--draft $DRAFT" ;;
+        tree) echo "--draft $DRAFT --max-width 4" ;;
         *) die "unknown mode $1" ;;
     esac
 }

@@ -71,8 +71,10 @@ struct GenerateCommand: AsyncParsableCommand {
                 ? try ModelDrafter(model: bundle.model, tokenizer: bundle.tokenizer, name: localName,
                                    targetTokenizer: bundle.tokenizer, targetName: verifier.serverInfo.modelName)
                 : try speculation.makeDrafter(target: bundle, targetName: verifier.serverInfo.modelName, threads: threadCount)
+            var configuration = speculation.configuration
+            configuration.budget.maxNodes = min(configuration.budget.maxNodes, verifier.maxTreeNodes)
             let generator = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer,
-                                                 configuration: speculation.configuration)
+                                                 configuration: configuration)
             result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
         } else if speculation.kind == .none {
             let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)

@@ -11,8 +11,8 @@ struct SpeculationOptions: ParsableArguments {
     var maxNodes: Int = 16
     @Option(name: .customLong("max-depth"), help: "Deepest drafted node per round.")
     var maxDepth: Int = 8
-    @Option(name: .customLong("max-width"), help: "Most children per node (1: chains).")
-    var maxWidth: Int = 4
+    @Option(name: .customLong("max-width"), help: "Most children per node (1: chains). Default: 1 for a draft model (each extra sibling costs it a draft step's compute), 4 for the free drafters.")
+    var maxWidth: Int?
     @Flag(name: .customLong("fixed-tree"), help: "Always draft and send the full budget (no adaptive sizing).")
     var fixedTree = false
 
@@ -28,11 +28,15 @@ struct SpeculationOptions: ParsableArguments {
     func validate() throws {
         if kind == .model && draftModel == nil { throw ValidationError("--drafter model needs --draft <model>") }
         if let d = drafter, d != .model, draftModel != nil { throw ValidationError("--draft goes with --drafter model") }
-        guard maxNodes >= 1, maxDepth >= 1, maxWidth >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
+        guard maxNodes >= 1, maxDepth >= 1, (maxWidth ?? 1) >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
     }
 
     var configuration: SpeculationConfiguration {
-        SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: maxWidth), adaptive: !fixedTree)
+        // Chains for draft models: measured faster than width-4 trees both locally (HumanEval
+        // 1.13× vs 1.01×) and with a remote target at 80 ms (15.6 vs 8.8 tok/s), because a CPU
+        // draft model pays for every sibling it scores.
+        let width = maxWidth ?? (kind == .model ? 1 : 4)
+        return SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree)
     }
 
     /// Builds the drafter for `target` (nil for plain decoding).

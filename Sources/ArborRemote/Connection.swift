@@ -86,8 +86,9 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         if let w = waiting {
             waiting = nil
             w.succeed((message, bytes))
-        } else if case let .error(e) = message {
-            // An error nobody asked for (shutdown, idle timeout): the next request fails with it.
+        } else if case let .error(e) = message, e.code.isFatal {
+            // A fatal error nobody asked for (shutdown, idle timeout): the connection is ending,
+            // so the next request fails with it rather than with a bare disconnect.
             closedError = RemoteError.server(e)
         }
     }

@@ -110,6 +110,8 @@ public final class RemoteVerifier: Verifier {
     /// The session limit of the server (the most a request may hold).
     public var contextLength: Int { Int(min(serverInfo.contextLength, serverInfo.maxSessionTokens)) }
     public var transport: TransportStats? { stats }
+    /// Most nodes the server takes in one tree (drafting budgets must stay within it).
+    public var maxTreeNodes: Int { Int(serverInfo.maxTreeNodes) }
 
     public func begin(_ request: VerificationRequest) throws {
         guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
@@ -125,6 +127,9 @@ public final class RemoteVerifier: Verifier {
 
     public func verify(_ tree: TokenTree) throws -> VerificationResult {
         guard request != nil else { throw SpeculativeError.notStarted }
+        guard tree.count <= Int(serverInfo.maxTreeNodes) else {
+            throw SpeculativeError.treeTooLarge(nodes: tree.count, limit: Int(serverInfo.maxTreeNodes))
+        }
         round &+= 1
         let message = Self.verifyFrame(tree, round: round)
         var reply: Exchange!
@@ -205,7 +210,13 @@ public final class RemoteVerifier: Verifier {
     private func openSession() throws {
         guard let request else { return }
         let capacity = min(request.capacity, contextLength)
-        let open = OpenSession(sampling: request.sampling.wire, capacity: UInt32(max(capacity, history.count + 1)),
+        var sampling = request.sampling.wire
+        if history.count > request.prompt.count {
+            // Resuming: a fresh stream of random numbers, not a replay of the first rounds' draws
+            // (which would correlate the output before and after the reconnection).
+            sampling.seed = Self.mix(sampling.seed &+ UInt64(history.count))
+        }
+        let open = OpenSession(sampling: sampling, capacity: UInt32(max(capacity, history.count + 1)),
                                suppressedTokens: request.suppressedTokens.map { UInt32(bitPattern: $0) })
         let opened = try exchange(.openSession(open), what: "open session")
         guard case .sessionOpened = opened.message else { throw unexpected(opened.message, "session opened") }
@@ -271,6 +282,14 @@ public final class RemoteVerifier: Verifier {
                 if request != nil { stats.reconnects += 1 }
             }
         }
+    }
+
+    /// SplitMix64's finaliser: a well-spread seed from a counter.
+    static func mix(_ x: UInt64) -> UInt64 {
+        var z = x &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     private func unexpected(_ m: WireMessage, _ wanted: String) -> RemoteError {

@@ -108,11 +108,10 @@ public final class VerificationServer: @unchecked Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 guard let self else { return channel.close() }
-                guard self.register(channel) else {
-                    // Over the connection limit: say so and hang up, reading nothing.
+                if let refusal = self.register(channel) {
+                    // Over the connection limit or shutting down: say so and hang up, reading nothing.
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(RefuseHandler(
-                            ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(configuration.maxConnections) connections")))
+                        try channel.pipeline.syncOperations.addHandler(RefuseHandler(refusal))
                     }
                 }
                 channel.closeFuture.whenComplete { _ in self.unregister(channel) }
@@ -135,12 +134,16 @@ public final class VerificationServer: @unchecked Sendable {
                                             "model": "\(configuration.modelName)", "lazy": "\(configuration.lazyLoad)"])
     }
 
-    private func register(_ channel: any Channel) -> Bool {
+    /// Admits a connection, or returns why not.
+    private func register(_ channel: any Channel) -> ErrorFrame? {
         lock.withLock {
-            guard !stopped, connections.count < configuration.maxConnections else { return false }
+            if stopped { return ErrorFrame(code: .shuttingDown, message: "the server is shutting down") }
+            guard connections.count < configuration.maxConnections else {
+                return ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(configuration.maxConnections) connections")
+            }
             connections[ObjectIdentifier(channel)] = channel
             host.metrics.connectionOpened()
-            return true
+            return nil
         }
     }
 
