@@ -38,6 +38,8 @@ struct ServeCommand: ParsableCommand {
     var maxSessionTokens = 8192
     @Option(name: .customLong("max-tree-nodes"), help: "Most nodes in one draft tree.")
     var maxTreeNodes = 256
+    @Option(name: .customLong("max-batch-tokens"), help: "Most tokens in one target pass that merges several sessions' queued rounds (1: never merge).")
+    var maxBatchTokens = 64
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -45,6 +47,7 @@ struct ServeCommand: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
         guard maxSessions >= 1 else { throw ValidationError("--max-sessions must be at least 1") }
         guard idleTimeout >= 1 else { throw ValidationError("--idle-timeout must be at least 1 second") }
+        guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be at least 1") }
         guard maxSessionTokens >= 2, maxTreeNodes >= 1 else { throw ValidationError("--max-session-tokens must be ≥ 2 and --max-tree-nodes ≥ 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -69,7 +72,8 @@ struct ServeCommand: ParsableCommand {
         let configuration = ServerConfiguration(
             modelPath: path, modelName: model.model, serverName: name, host: host, port: port, lazyLoad: lazyLoad,
             authToken: token, maxSessions: maxSessions, idleTimeout: .seconds(Int64(idleTimeout)),
-            threads: threads ?? ModelRegistryDefaults.threads, maxTreeNodes: maxTreeNodes, maxSessionTokens: maxSessionTokens)
+            threads: threads ?? ModelRegistryDefaults.threads, maxTreeNodes: maxTreeNodes, maxSessionTokens: maxSessionTokens,
+            maxBatchTokens: maxBatchTokens)
         let server = try VerificationServer(configuration: configuration)
         try server.start()
 

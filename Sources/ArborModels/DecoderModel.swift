@@ -152,75 +152,126 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     }
 
     public func forward(_ batch: ForwardBatch, cache anyCache: any KVCache) throws(ModelError) -> Logits {
+        try forward(segments: [(batch, anyCache)])[0]
+    }
+
+    /// Scores several sequences in one pass: each segment is a batch against its own cache (for
+    /// example the draft trees of several sessions). Every matrix is read once for all their
+    /// tokens; attention runs per segment on its own cache. Each token's logits are bit-for-bit
+    /// those of `forward(_:cache:)` on its segment alone (every operation is per token, in a
+    /// fixed order).
+    public func forward(segments: [(batch: ForwardBatch, cache: any KVCache)]) throws(ModelError) -> [Logits] {
         let c = configuration
-        let n = batch.tokens.count
-        guard n > 0 else { throw .invalidBatch("empty batch") }
-        guard batch.positions.count == n else {
-            throw .invalidBatch("\(batch.positions.count) positions for \(n) tokens")
-        }
-        for t in batch.tokens where t < 0 || Int(t) >= c.vocabularySize {
-            throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
-        }
-        guard let cache = anyCache as? StandardKVCache,
-              cache.layerCount == c.blockCount, cache.keyDimension == c.keyValueDimension,
-              cache.valueDimension == c.valueDimension
-        else { throw .wrongCache("the cache was not made by this model") }
-        let visible = try batch.mask.visibleIndices(count: n)
-        let logitRows = batch.logitIndices ?? Array(0..<n)
-        guard zip(logitRows, logitRows.dropFirst()).allSatisfy({ $0 < $1 }),
-              logitRows.allSatisfy({ $0 >= 0 && $0 < n }) else {
-            throw .invalidBatch("logit indices must be ascending batch indices")
+        guard !segments.isEmpty else { throw .invalidBatch("no segments") }
+        var prepared: [Segment] = []
+        var offset = 0, logitOffset = 0
+        for (batch, anyCache) in segments {
+            let n = batch.tokens.count
+            guard n > 0 else { throw .invalidBatch("empty batch") }
+            guard batch.positions.count == n else {
+                throw .invalidBatch("\(batch.positions.count) positions for \(n) tokens")
+            }
+            for t in batch.tokens where t < 0 || Int(t) >= c.vocabularySize {
+                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
+            }
+            guard let cache = anyCache as? StandardKVCache,
+                  cache.layerCount == c.blockCount, cache.keyDimension == c.keyValueDimension,
+                  cache.valueDimension == c.valueDimension
+            else { throw .wrongCache("the cache was not made by this model") }
+            guard !prepared.contains(where: { $0.cache === cache }) else { throw .wrongCache("two segments share one cache") }
+            let visible = try batch.mask.visibleIndices(count: n)
+            let logitRows = batch.logitIndices ?? Array(0..<n)
+            guard zip(logitRows, logitRows.dropFirst()).allSatisfy({ $0 < $1 }),
+                  logitRows.allSatisfy({ $0 >= 0 && $0 < n }) else {
+                throw .invalidBatch("logit indices must be ascending batch indices")
+            }
+            prepared.append(Segment(batch: batch, cache: cache, visible: visible, logitRows: logitRows, base: 0,
+                                    offset: offset, logitOffset: logitOffset))
+            offset += n
+            logitOffset += logitRows.count
         }
         return try lock.withLock { _ throws(ModelError) in
-            let base = cache.count
-            if let cv = batch.cacheVisibility {
-                guard cv.sharedPrefix >= 0, cv.sharedPrefix <= base, cv.extraSlots.count == n else {
-                    throw .invalidBatch("cache visibility: shared prefix \(cv.sharedPrefix) of \(base) entries, \(cv.extraSlots.count) slot lists for \(n) tokens")
-                }
-                for row in cv.extraSlots {
-                    guard zip(row, row.dropFirst()).allSatisfy({ $0 < $1 }), row.allSatisfy({ $0 >= cv.sharedPrefix && $0 < base }) else {
-                        throw .invalidBatch("cache visibility: slots \(row) must ascend within \(cv.sharedPrefix)..<\(base)")
+            for i in prepared.indices {
+                let base = prepared[i].cache.count
+                if let cv = prepared[i].batch.cacheVisibility {
+                    let n = prepared[i].batch.tokens.count
+                    guard cv.sharedPrefix >= 0, cv.sharedPrefix <= base, cv.extraSlots.count == n else {
+                        throw .invalidBatch("cache visibility: shared prefix \(cv.sharedPrefix) of \(base) entries, \(cv.extraSlots.count) slot lists for \(n) tokens")
+                    }
+                    for row in cv.extraSlots {
+                        guard zip(row, row.dropFirst()).allSatisfy({ $0 < $1 }), row.allSatisfy({ $0 >= cv.sharedPrefix && $0 < base }) else {
+                            throw .invalidBatch("cache visibility: slots \(row) must ascend within \(cv.sharedPrefix)..<\(base)")
+                        }
                     }
                 }
+                prepared[i].base = base
             }
-            try cache.append(positions: batch.positions)
-            workspace.prepare(config: c, batch: n, contextCount: cache.count, logitRows: logitRows.count)
-            let values = run(batch, visible: visible, logitRows: logitRows, cache: cache, base: base)
-            return Logits(vocabularySize: c.vocabularySize, batchIndices: logitRows, values: values)
+            // Append only once every segment is valid, so a refused call changes no cache.
+            for i in prepared.indices {
+                do throws(ModelError) {
+                    try prepared[i].cache.append(positions: prepared[i].batch.positions)
+                } catch {
+                    for j in 0..<i { prepared[j].cache.truncate(to: prepared[j].base) }
+                    throw error
+                }
+            }
+            workspace.prepare(config: c, batch: offset, contextCount: prepared.map(\.cache.count).max()!, logitRows: logitOffset)
+            let values = run(prepared, tokens: offset, logitRows: logitOffset)
+            let v = c.vocabularySize
+            return prepared.map { s in
+                Logits(vocabularySize: v, batchIndices: s.logitRows,
+                       values: Array(values[(s.logitOffset * v)..<((s.logitOffset + s.logitRows.count) * v)]))
+            }
         }
+    }
+
+    /// One sequence of a (possibly multi-sequence) forward pass.
+    struct Segment {
+        let batch: ForwardBatch
+        let cache: StandardKVCache
+        let visible: [[Int]]
+        let logitRows: [Int]
+        /// Cache entries before this call.
+        var base: Int
+        /// First row of this segment in the pass's activations.
+        let offset: Int
+        /// First row of this segment's logits.
+        let logitOffset: Int
     }
 
     // MARK: The forward pass
 
-    private func run(_ batch: ForwardBatch, visible: [[Int]], logitRows: [Int], cache: StandardKVCache, base: Int) -> [Float] {
+    private func run(_ segments: [Segment], tokens n: Int, logitRows logitCount: Int) -> [Float] {
         let c = configuration
         let ws = workspace
-        let n = batch.tokens.count
         let d = c.embeddingLength
         let x = ws.x, h = ws.h
 
-        // Embeddings [n, d].
-        for (b, token) in batch.tokens.enumerated() {
-            dequantizeRow(tokenEmbedding, row: Int(token), into: x + b * d)
-            if let scale = traits.embeddingScale {
-                for i in 0..<d { x[b * d + i] *= scale }
-            }
-        }
-        // RoPE tables per token [n, ropeDims/2, 2], for the global and the sliding-window base.
+        // Embeddings [n, d] and RoPE tables per token [n, ropeDims/2, 2], for the global and the
+        // sliding-window base.
         let ropeDims = c.ropeDimensionCount
-        for b in 0..<n {
-            TransformerOps.ropeTable(position: batch.positions[b], dims: ropeDims, base: c.ropeFreqBase, into: ws.ropeGlobal + b * ropeDims)
-            TransformerOps.ropeTable(position: batch.positions[b], dims: ropeDims, base: c.ropeFreqBaseSWA, into: ws.ropeLocal + b * ropeDims)
+        for s in segments {
+            for (i, token) in s.batch.tokens.enumerated() {
+                let b = s.offset + i
+                dequantizeRow(tokenEmbedding, row: Int(token), into: x + b * d)
+                if let scale = traits.embeddingScale {
+                    for j in 0..<d { x[b * d + j] *= scale }
+                }
+                TransformerOps.ropeTable(position: s.batch.positions[i], dims: ropeDims, base: c.ropeFreqBase, into: ws.ropeGlobal + b * ropeDims)
+                TransformerOps.ropeTable(position: s.batch.positions[i], dims: ropeDims, base: c.ropeFreqBaseSWA, into: ws.ropeLocal + b * ropeDims)
+            }
         }
 
         for (l, layer) in layers.enumerated() {
-            // Attention block.
+            // Attention block: the projections over all rows, attention per segment.
             for b in 0..<n {
                 TransformerOps.rmsNorm(x + b * d, layer.attentionNorm, h + b * d, count: d, eps: c.rmsEpsilon)
             }
             matmul(group: [layer.wq, layer.wk, layer.wv], h, batch: n, [ws.q, ws.k, ws.v], scratch: ws.groupScratch, pool: pool)
-            prepareQKV(layer: layer, layerIndex: l, batch: n, cache: cache, base: base)
-            attention(layerIndex: l, batch: batch, visible: visible, cache: cache, base: base)
+            for s in segments {
+                prepareQKV(layer: layer, layerIndex: l, segment: s)
+                attention(layerIndex: l, segment: s)
+            }
             matmul(layer.wo, ws.attn, batch: n, h, scratch: ws.matmulScratch, pool: pool)
             if let post = layer.postAttentionNorm {
                 for b in 0..<n { TransformerOps.rmsNorm(h + b * d, post, h + b * d, count: d, eps: c.rmsEpsilon) }
@@ -245,25 +296,29 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
 
         // Final norm on the rows whose logits are wanted, then the output projection.
-        for (r, b) in logitRows.enumerated() {
-            TransformerOps.rmsNorm(x + b * d, outputNorm, h + r * d, count: d, eps: c.rmsEpsilon)
+        for s in segments {
+            for (r, b) in s.logitRows.enumerated() {
+                TransformerOps.rmsNorm(x + (s.offset + b) * d, outputNorm, h + (s.logitOffset + r) * d, count: d, eps: c.rmsEpsilon)
+            }
         }
-        var logits = [Float](repeating: 0, count: logitRows.count * c.vocabularySize)
+        var logits = [Float](repeating: 0, count: logitCount * c.vocabularySize)
         logits.withUnsafeMutableBufferPointer { out in
-            matmul(output, h, batch: logitRows.count, out.baseAddress!, scratch: ws.matmulScratch, pool: pool)
+            matmul(output, h, batch: logitCount, out.baseAddress!, scratch: ws.matmulScratch, pool: pool)
         }
         return logits
     }
 
     /// Biases, Q/K norms, RoPE, the query scale; then keys and values into the cache as F16.
-    private func prepareQKV(layer: DecoderLayer, layerIndex l: Int, batch n: Int, cache: StandardKVCache, base: Int) {
+    private func prepareQKV(layer: DecoderLayer, layerIndex l: Int, segment s: Segment) {
+        let n = s.batch.tokens.count, cache = s.cache, base = s.base
         let c = configuration
         let ws = workspace
         let hs = c.keyLength, qDim = c.queryDimension, kvDim = c.keyValueDimension, vDim = c.valueDimension
         let ropeDims = c.ropeDimensionCount
         let table = c.isSlidingWindowLayer(l) ? ws.ropeLocal : ws.ropeGlobal
         for b in 0..<n {
-            let q = ws.q + b * qDim, k = ws.k + b * kvDim, v = ws.v + b * vDim
+            let row = s.offset + b
+            let q = ws.q + row * qDim, k = ws.k + row * kvDim, v = ws.v + row * vDim
             if let bias = layer.qBias { for i in 0..<qDim { q[i] += bias[i] } }
             if let bias = layer.kBias { for i in 0..<kvDim { k[i] += bias[i] } }
             if let bias = layer.vBias { for i in 0..<vDim { v[i] += bias[i] } }
@@ -273,7 +328,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             if let norm = layer.kNorm {
                 for head in 0..<c.headCountKV { TransformerOps.rmsNorm(k + head * hs, norm, k + head * hs, count: hs, eps: c.rmsEpsilon) }
             }
-            let cs = table + b * ropeDims
+            let cs = table + row * ropeDims
             for head in 0..<c.headCount { TransformerOps.rope(q + head * hs, dims: ropeDims, neox: traits.neoxRope, cosSin: cs) }
             for head in 0..<c.headCountKV { TransformerOps.rope(k + head * hs, dims: ropeDims, neox: traits.neoxRope, cosSin: cs) }
             // Queries are rounded to F16 like the reference (it multiplies them with F16 keys).
@@ -292,7 +347,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     /// entries its mask allows, always in slot order: a token scored inside a tree visits the
     /// same keys in the same order as when decoded alone on its path, so its result is
     /// bit-identical.
-    private func attention(layerIndex l: Int, batch: ForwardBatch, visible: [[Int]], cache: StandardKVCache, base: Int) {
+    private func attention(layerIndex l: Int, segment s: Segment) {
+        let batch = s.batch, visible = s.visible, cache = s.cache, base = s.base
         let c = configuration
         let ws = workspace
         let n = batch.tokens.count
@@ -308,7 +364,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         pool.parallelFor(n * c.headCountKV) { item in
             let b = item / c.headCountKV, kvHead = item % c.headCountKV
             let firstHead = kvHead * groups
-            let q = UnsafePointer(ws.q + b * c.queryDimension + firstHead * hs)
+            let q = UnsafePointer(ws.q + (s.offset + b) * c.queryDimension + firstHead * hs)
             let slots = ws.slots + item * stride
             let pos = Int(batch.positions[b])
             var m = 0
@@ -324,7 +380,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for v in visible[b] where pos - Int(batch.positions[v]) < window {
                 slots[m] = Int32(base + v); m += 1
             }
-            let out = ws.attn + b * (c.headCount * vs) + firstHead * vs
+            let out = ws.attn + (s.offset + b) * (c.headCount * vs) + firstHead * vs
             let scratch = item * groups
             arbor_attend_f16_group(
                 q, Int64(groups),

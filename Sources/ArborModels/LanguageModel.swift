@@ -137,6 +137,18 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// the model's context length).
     func makeCache(capacity: Int) -> any KVCache
     func forward(_ batch: ForwardBatch, cache: any KVCache) throws(ModelError) -> Logits
+    /// Scores several batches, each against its own cache, in one pass where the model can (a
+    /// server merging the rounds of several sessions). Results equal separate `forward` calls.
+    func forward(segments: [(batch: ForwardBatch, cache: any KVCache)]) throws(ModelError) -> [Logits]
+}
+
+extension LanguageModel {
+    /// One `forward` per segment; models that can share the pass override this.
+    public func forward(segments: [(batch: ForwardBatch, cache: any KVCache)]) throws(ModelError) -> [Logits] {
+        var out: [Logits] = []
+        for s in segments { out.append(try forward(s.batch, cache: s.cache)) }
+        return out
+    }
 }
 
 /// Errors from loading or running a model.

@@ -119,10 +119,16 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
         case let .verify(tree, round):
             guard let s = session else { return }
-            runOnModel(s, context: context, round: round) { _, queueMs in
-                let result = try s.verify(tree)
-                s.metricsRound(result)
-                return { handler in handler.machine.verifyCompleted(result, round: round, queueMilliseconds: queueMs) }
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            server.host.submitVerify(s, tree) { outcome, queueMs in
+                if case let .success(r) = outcome { s.metricsRound(r) }
+                if s.isCancelled { s.release() }
+                eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.complete(s, outcome.map { r in { handler in handler.machine.verifyCompleted(r, round: round, queueMilliseconds: queueMs) } },
+                                     round: round, context: context)
+                }
             }
         case .endSession:
             endSession()
@@ -142,17 +148,24 @@ final class ConnectionHandler: ChannelInboundHandler {
             if s.isCancelled { s.release() }
             eventLoop.execute {
                 let (handler, context) = loopBound.value
-                guard handler.session === s else { return }  // Closed or replaced meanwhile.
-                switch outcome {
-                case let .success(reply):
-                    context.writeAndFlush(handler.wrapOutboundOut(reply(handler)), promise: nil)
-                case let .failure(error):
-                    handler.logger.warning("model work failed", metadata: ["error": "\(error)"])
-                    for a in handler.machine.workFailed("\(error)", round: round) { handler.perform(a, context: context) }
-                }
-                if handler.draining { handler.refuseForShutdown(context: context) }
+                handler.complete(s, outcome, round: round, context: context)
             }
         }
+    }
+
+    /// Sends the reply of finished model work (event loop), if the session is still this
+    /// connection's; a failure ends the session with an error frame.
+    private func complete(_ s: ServerSession, _ outcome: Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>,
+                          round: UInt32, context: ChannelHandlerContext) {
+        guard session === s else { return }  // Closed or replaced meanwhile.
+        switch outcome {
+        case let .success(reply):
+            context.writeAndFlush(wrapOutboundOut(reply(self)), promise: nil)
+        case let .failure(error):
+            logger.warning("model work failed", metadata: ["error": "\(error)"])
+            for a in machine.workFailed("\(error)", round: round) { perform(a, context: context) }
+        }
+        if draining { refuseForShutdown(context: context) }
     }
 
     /// Cancels queued work and frees the session's cache on the model thread.

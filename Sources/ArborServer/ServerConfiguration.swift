@@ -36,12 +36,15 @@ public struct ServerConfiguration: Sendable {
     public var maxFrameBytes: Int
     /// How long shutdown waits for in-flight rounds before closing connections.
     public var shutdownGrace: TimeAmount
+    /// Most tokens in one target pass that merges queued rounds of several sessions (1: never
+    /// merge).
+    public var maxBatchTokens: Int
 
     public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
                 lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxConnections: Int? = nil,
                 idleTimeout: TimeAmount = .seconds(300), handshakeTimeout: TimeAmount = .seconds(10),
                 frameTimeout: TimeAmount = .seconds(10), threads: Int = 2, maxTreeNodes: Int = 256,
-                maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10)) {
+                maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10), maxBatchTokens: Int = 64) {
         self.modelPath = modelPath
         self.modelName = modelName
         self.serverName = serverName
@@ -59,5 +62,6 @@ public struct ServerConfiguration: Sendable {
         self.maxSessionTokens = maxSessionTokens
         self.maxFrameBytes = maxFrameBytes
         self.shutdownGrace = shutdownGrace
+        self.maxBatchTokens = maxBatchTokens
     }
 }

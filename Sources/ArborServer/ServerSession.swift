@@ -35,11 +35,11 @@ final class ServerSession: @unchecked Sendable {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
     }
 
-    /// Scores a tree (model thread).
-    func verify(_ tree: TokenTree) throws -> VerificationResult {
+    /// The session's verifier, ready for a round (model thread).
+    func activeVerifier() throws -> LocalVerifier {
         guard !isCancelled else { throw ServerError.sessionCancelled }
         guard let verifier else { throw SpeculativeError.notStarted }
-        return try verifier.verify(tree)
+        return verifier
     }
 
     /// Frees the KV cache (model thread). Safe to call more than once.

@@ -36,14 +36,30 @@ public final class TargetHost: @unchecked Sendable {
 
     struct Job {
         let enqueued: UInt64
-        let run: (Result<any LanguageModel, any Error>, _ queueMilliseconds: Double) -> Void
+        let work: Work
     }
+
+    enum Work {
+        /// Anything to run on the model thread.
+        case general((Result<any LanguageModel, any Error>, _ queueMilliseconds: Double) -> Void)
+        /// A session's round: queued rounds of several sessions are scored in one pass.
+        case verify(ServerSession, TokenTree, (Result<VerificationResult, any Error>, _ queueMilliseconds: Double) -> Void)
+
+        var tokens: Int {
+            if case let .verify(_, tree, _) = self { return tree.count + 1 }
+            return 0
+        }
+    }
+
+    /// Most tokens one merged verify pass may hold (1: never merge).
+    public let maxBatchTokens: Int
 
     /// Reads the file's metadata and tokenizer (cheap: the file is memory-mapped); builds the
     /// model now unless `lazy`.
-    public init(path: String, threads: Int, lazy: Bool) throws {
+    public init(path: String, threads: Int, lazy: Bool, maxBatchTokens: Int = 64) throws {
         self.path = path
         self.threads = threads
+        self.maxBatchTokens = maxBatchTokens
         let file = try GGUFFile(path: path)
         let tokenizer = try makeTokenizer(file)
         let configuration = try ModelConfiguration(file: file)
@@ -66,13 +82,25 @@ public final class TargetHost: @unchecked Sendable {
     /// Queues `work` to run on the model's thread; it receives the model (or why there is none)
     /// and how long it waited in the queue.
     func submit(_ work: @escaping (Result<any LanguageModel, any Error>, Double) -> Void) {
+        enqueue(.general(work))
+    }
+
+    /// Queues a session's round; it may be scored together with other sessions' queued rounds.
+    func submitVerify(_ session: ServerSession, _ tree: TokenTree, _ done: @escaping (Result<VerificationResult, any Error>, Double) -> Void) {
+        enqueue(.verify(session, tree, done))
+    }
+
+    private func enqueue(_ work: Work) {
         condition.lock()
         if stopping {
             condition.unlock()
-            work(.failure(ServerError.shuttingDown), 0)
+            switch work {
+            case let .general(f): f(.failure(ServerError.shuttingDown), 0)
+            case let .verify(_, _, f): f(.failure(ServerError.shuttingDown), 0)
+            }
             return
         }
-        jobs.append(Job(enqueued: DispatchTime.now().uptimeNanoseconds, run: work))
+        jobs.append(Job(enqueued: DispatchTime.now().uptimeNanoseconds, work: work))
         condition.signal()
         condition.unlock()
     }
@@ -95,18 +123,51 @@ public final class TargetHost: @unchecked Sendable {
                 condition.unlock()
                 break
             }
-            let job = jobs[head]
+            // The next job; if it is a round, the rounds queued right behind it join its pass.
+            var batch = [jobs[head]]
             head += 1
+            var tokens = batch[0].work.tokens
+            while tokens > 0, head < jobs.count, jobs[head].work.tokens > 0, tokens + jobs[head].work.tokens <= maxBatchTokens {
+                tokens += jobs[head].work.tokens
+                batch.append(jobs[head])
+                head += 1
+            }
             if head > 64 && head * 2 > jobs.count {
                 jobs.removeFirst(head)
                 head = 0
             }
             condition.unlock()
-            let waited = Double(DispatchTime.now().uptimeNanoseconds &- job.enqueued) / 1e6
-            job.run(loadedModel(), waited)
+            let now = DispatchTime.now().uptimeNanoseconds
+            let waited = batch.map { Double(now &- $0.enqueued) / 1e6 }
+            if case let .general(f) = batch[0].work {
+                f(loadedModel(), waited[0])
+            } else {
+                runRounds(batch, waited: waited)
+            }
         }
         model = nil
         stoppedSemaphore.signal()
+    }
+
+    /// Scores queued rounds of several sessions in one target pass (each verdict exactly what a
+    /// pass of its own would give).
+    private func runRounds(_ batch: [Job], waited: [Double]) {
+        var items: [(verifier: LocalVerifier, tree: TokenTree)] = []
+        var owners: [(done: (Result<VerificationResult, any Error>, Double) -> Void, waited: Double)] = []
+        for (job, w) in zip(batch, waited) {
+            guard case let .verify(session, tree, done) = job.work else { continue }
+            switch loadedModel().flatMap({ _ in Result { try session.activeVerifier() } }) {
+            case let .success(v):
+                items.append((v, tree))
+                owners.append((done, w))
+            case let .failure(e):
+                done(.failure(e), w)
+            }
+        }
+        guard !items.isEmpty else { return }
+        let results = items.count == 1 ? [Result { try items[0].verifier.verify(items[0].tree) }] : LocalVerifier.verify(together: items)
+        if items.count > 1 { metrics.merged(rounds: items.count) }
+        for (r, o) in zip(results, owners) { o.done(r, o.waited) }
     }
 
     private func loadedModel() -> Result<any LanguageModel, any Error> {
@@ -132,6 +193,8 @@ public final class ServerMetrics: @unchecked Sendable {
     private var _liveCaches = 0
     private var _rounds = 0
     private var _busyMilliseconds = 0.0
+    private var _mergedPasses = 0
+    private var _mergedRounds = 0
 
     /// Open connections.
     public var connections: Int { lock.withLock { _connections } }
@@ -145,6 +208,9 @@ public final class ServerMetrics: @unchecked Sendable {
     public var rounds: Int { lock.withLock { _rounds } }
     /// Model thread time spent on requests.
     public var busyMilliseconds: Double { lock.withLock { _busyMilliseconds } }
+    /// Target passes that scored the rounds of several sessions at once, and those rounds.
+    public var mergedPasses: Int { lock.withLock { _mergedPasses } }
+    public var mergedRounds: Int { lock.withLock { _mergedRounds } }
 
     func connectionOpened() { lock.withLock { _connections += 1 } }
     func connectionClosed() { lock.withLock { _connections -= 1 } }
@@ -154,6 +220,7 @@ public final class ServerMetrics: @unchecked Sendable {
     func cacheReleased() { lock.withLock { _liveCaches -= 1 } }
     func roundServed(milliseconds: Double) { lock.withLock { _rounds += 1; _busyMilliseconds += milliseconds } }
     func busy(milliseconds: Double) { lock.withLock { _busyMilliseconds += milliseconds } }
+    func merged(rounds: Int) { lock.withLock { _mergedPasses += 1; _mergedRounds += rounds } }
 }
 
 /// Errors of the server itself.

@@ -85,7 +85,8 @@ public final class VerificationServer: @unchecked Sendable {
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "arbor.serve")) throws {
         self.configuration = configuration
         self.logger = logger
-        host = try TargetHost(path: configuration.modelPath, threads: configuration.threads, lazy: configuration.lazyLoad)
+        host = try TargetHost(path: configuration.modelPath, threads: configuration.threads, lazy: configuration.lazyLoad,
+                              maxBatchTokens: configuration.maxBatchTokens)
         context = ServerContext(configuration: configuration, host: host)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }

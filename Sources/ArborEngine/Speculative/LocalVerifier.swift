@@ -37,10 +37,57 @@ public final class LocalVerifier: Verifier {
     }
 
     public func verify(_ tree: TokenTree) throws -> VerificationResult {
-        guard let cache, var acceptor else { throw SpeculativeError.notStarted }
-        // Take the acceptor out while it works so its scratch buffers stay uniquely owned (no copy).
-        self.acceptor = nil
-        defer { self.acceptor = acceptor }
+        let pass = try batch(for: tree)
+        let start = Clock.now
+        let logits = try model.forward(pass.batch, cache: pass.cache)
+        return try finish(tree, logits: logits, base: pass.base, targetMilliseconds: Clock.millisecondsSince(start))
+    }
+
+    /// Verifies several requests' trees in one target pass (a server's sessions sharing the
+    /// model): every weight is read once for all of them, and each verdict is exactly the one
+    /// `verify` would give alone. Each result reports its share of the pass's time, by tokens.
+    /// Verifiers on different models, or a pass the model refuses, fall back to one pass each.
+    public static func verify(together items: [(verifier: LocalVerifier, tree: TokenTree)]) -> [Result<VerificationResult, any Error>] {
+        var results = [Result<VerificationResult, any Error>?](repeating: nil, count: items.count)
+        var passes: [(index: Int, pass: Pass)] = []
+        for (i, item) in items.enumerated() {
+            guard item.verifier.model === items[0].verifier.model else {
+                results[i] = Result { try item.verifier.verify(item.tree) }
+                continue
+            }
+            do { passes.append((i, try item.verifier.batch(for: item.tree))) } catch { results[i] = .failure(error) }
+        }
+        if passes.count == 1 {
+            let i = passes[0].index
+            results[i] = Result { try items[i].verifier.verify(items[i].tree) }
+        } else if !passes.isEmpty {
+            let start = Clock.now
+            do {
+                let logits = try items[0].verifier.model.forward(segments: passes.map { ($0.pass.batch, $0.pass.cache) })
+                let ms = Clock.millisecondsSince(start)
+                let total = Double(passes.reduce(0) { $0 + $1.pass.batch.tokens.count })
+                for (k, p) in passes.enumerated() {
+                    let share = ms * Double(p.pass.batch.tokens.count) / total
+                    results[p.index] = Result { try items[p.index].verifier.finish(items[p.index].tree, logits: logits[k], base: p.pass.base, targetMilliseconds: share) }
+                }
+            } catch {
+                // The model checks every segment before touching a cache: each can run alone.
+                for p in passes { results[p.index] = Result { try items[p.index].verifier.verify(items[p.index].tree) } }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// One target pass: the batch (pending token, then the tree) and the cache it extends.
+    struct Pass {
+        let batch: ForwardBatch
+        let cache: any KVCache
+        let base: Int
+    }
+
+    /// The batch that scores `tree` after the committed context.
+    func batch(for tree: TokenTree) throws -> Pass {
+        guard let cache, acceptor != nil else { throw SpeculativeError.notStarted }
         let base = cache.count
         let n = tree.count + 1
         guard base + n <= contextLength else { throw SpeculativeError.treeTooLarge(nodes: tree.count, limit: contextLength - base - 1) }
@@ -55,9 +102,16 @@ public final class LocalVerifier: Verifier {
             positions[i + 1] = Int32(base + tree.depths[i])
             parents[i + 1] = tree.parents[i] + 1
         }
-        let start = Clock.now
-        var logits = try model.forward(ForwardBatch(tokens: tokens, positions: positions, mask: .tree(parents: parents)), cache: cache)
-        let targetMs = Clock.millisecondsSince(start)
+        return Pass(batch: ForwardBatch(tokens: tokens, positions: positions, mask: .tree(parents: parents)), cache: cache, base: base)
+    }
+
+    /// The verdict from the pass's logits; the cache keeps exactly the accepted path.
+    func finish(_ tree: TokenTree, logits raw: Logits, base: Int, targetMilliseconds: Double) throws -> VerificationResult {
+        guard let cache, var acceptor else { throw SpeculativeError.notStarted }
+        // Take the acceptor out while it works so its scratch buffers stay uniquely owned (no copy).
+        self.acceptor = nil
+        defer { self.acceptor = acceptor }
+        var logits = raw
         let sampleStart = Clock.now
         let v = logits.vocabularySize
         if !suppressed.isEmpty {
@@ -74,8 +128,8 @@ public final class LocalVerifier: Verifier {
         for node in verdict.accepted { history.append(tree.tokens[node]) }
         history.append(verdict.next)
         return VerificationResult(
-            acceptedNodes: verdict.accepted, nextToken: verdict.next, batchSize: n,
-            targetMilliseconds: targetMs, samplingMilliseconds: Clock.millisecondsSince(sampleStart))
+            acceptedNodes: verdict.accepted, nextToken: verdict.next, batchSize: tree.count + 1,
+            targetMilliseconds: targetMilliseconds, samplingMilliseconds: Clock.millisecondsSince(sampleStart))
     }
 
     public func end() {
