@@ -10,7 +10,9 @@
 #                   --prompt P --max-tokens 48 --json
 # Each case passes when its `tokens` equal those of the local run
 #   $ARBOR generate --model M --prompt P --max-tokens 48 --json      (no network, no drafter)
-# and stats.speculative.remote.roundTrips > 0. One PASS/FAIL line per case, then
+# and stats.speculative.remote.roundTrips > 0. At the first delay the server is also killed (SIGKILL)
+# under a generating client, which must exit with "cannot reach the target server" within 60 s.
+# One PASS/FAIL line per case, then
 # "N passed, M failed"; the exit status is non-zero on any failure.
 #
 # Environment: ARBOR=.build/release/arbor MODEL=smollm2-135m DELAYS="20 80" DRAFTERS="suffix none"
@@ -254,6 +256,33 @@ for d in $DELAYS; do
             case_result "$name" 1 "$detail"
         fi
     done
+
+    # The server killed mid-generation (SIGKILL, no goodbye): the client must end with a clear
+    # error after its reconnection attempts, not hang. Once, at the first delay.
+    if [ "$d" = "${DELAYS%% *}" ] && [ "$(budget 70)" -ge 70 ]; then
+        name="delay $d ms, server killed mid-generation"
+        err="$WORK/killed-$d.err"
+        "$NETNS" exec cli "$ARBOR" generate --model "$MODEL" --target-host "$host" --target-port "$PORT" \
+            --drafter none --prompt "$PROMPT" --max-tokens 4000 --ignore-eos --reconnect-attempts 2 >/dev/null 2>"$err" &
+        client_pid=$!
+        sleep 3
+        kill -KILL "$server_pid" 2>/dev/null
+        killed_at=$SECONDS
+        while kill -0 "$client_pid" 2>/dev/null && [ $((SECONDS - killed_at)) -lt 60 ]; do sleep 0.2; done
+        if kill -0 "$client_pid" 2>/dev/null; then
+            kill -KILL "$client_pid" 2>/dev/null
+            case_result "$name" 1 "the client still runs 60 s after the server was killed"
+        else
+            wait "$client_pid"
+            rc=$?
+            if [ $rc != 0 ] && grep -q "cannot reach the target server" "$err"; then
+                case_result "$name" 0 "client exited $rc within $((SECONDS - killed_at)) s: $(grep -o 'cannot reach the target server[^:]*' "$err" | head -n1)"
+            else
+                show_log "$err"
+                case_result "$name" 1 "client exited $rc without the expected error"
+            fi
+        fi
+    fi
     teardown
 done
 
