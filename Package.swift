@@ -82,6 +82,7 @@ let package = Package(
             name: "ArborServerTests",
             dependencies: [
                 "ArborServer", "ArborRemote", "ArborWire", "ArborEngine", "ArborTestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

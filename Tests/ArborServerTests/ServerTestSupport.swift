@@ -4,6 +4,7 @@ import ArborServer
 import ArborTestSupport
 import ArborWire
 import Foundation
+import Logging
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -26,9 +27,16 @@ final class TestServer: @unchecked Sendable {
         configuration = ServerConfiguration(modelPath: modelPath, modelName: "tiny-qwen2", serverName: "test", port: 0,
                                             lazyLoad: lazy, threads: 1, maxSessionTokens: 256)
         configure(&configuration)
-        server = try VerificationServer(configuration: configuration)
+        server = try VerificationServer(configuration: configuration, logger: Self.logger)
         try server.start()
     }
+
+    /// Warnings and errors only: the servers' routine lines would drown the test output.
+    static let logger: Logger = {
+        var l = Logger(label: "arbor.serve.test")
+        l.logLevel = .warning
+        return l
+    }()
 
     var port: Int { server.port! }
     var metrics: ServerMetrics { server.metrics }
@@ -38,7 +46,7 @@ final class TestServer: @unchecked Sendable {
         let p = port
         server.shutdown()
         configuration.port = p
-        server = try VerificationServer(configuration: configuration)
+        server = try VerificationServer(configuration: configuration, logger: Self.logger)
         try server.start()
     }
 
