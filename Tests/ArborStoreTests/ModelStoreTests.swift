@@ -343,14 +343,17 @@ struct ModelStorePullTests {
 
 @Suite struct ModelStoreLookupTests {
     @Test func defaultDirectoryPrecedence() {
+        // Stand-in directories (only their names are compared; nothing is created).
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("arbor-env").path
+        let m = root + "/m", x = root + "/x", h = root + "/h"
         #expect(ModelStore.defaultDirectory(environment: [
-            "ARBOR_MODELS_DIR": "/m", "XDG_CACHE_HOME": "/x", "HOME": "/h",
-        ]).path == "/m")
-        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "~/models", "HOME": "/h"]).path == "/h/models")
-        #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": "/x", "HOME": "/h"]).path == "/x/arbor/models")
-        #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": "relative", "HOME": "/h"]).path
-            == "/h/.cache/arbor/models")
-        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "", "HOME": "/h"]).path == "/h/.cache/arbor/models")
+            "ARBOR_MODELS_DIR": m, "XDG_CACHE_HOME": x, "HOME": h,
+        ]).path == m)
+        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "~/models", "HOME": h]).path == h + "/models")
+        #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": x, "HOME": h]).path == x + "/arbor/models")
+        #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": "relative", "HOME": h]).path
+            == h + "/.cache/arbor/models")
+        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "", "HOME": h]).path == h + "/.cache/arbor/models")
     }
 
     @Test func resolveAcceptsPathsAndRejectsUnknownNames() throws {
