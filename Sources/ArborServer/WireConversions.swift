@@ -1,20 +1,6 @@
 import ArborEngine
 import ArborWire
 
-extension SamplingParameters {
-    /// The wire form of these parameters.
-    public var wire: WireSampling {
-        WireSampling(temperature: temperature, topK: UInt32(clamping: topK), topP: topP, minP: minP,
-                     repetitionPenalty: repetitionPenalty, repetitionLastN: UInt32(clamping: repetitionLastN), seed: seed)
-    }
-
-    /// Parameters from their wire form (validate before use).
-    public init(wire w: WireSampling) {
-        self.init(temperature: w.temperature, topK: Int(w.topK), topP: w.topP, minP: w.minP,
-                  repetitionPenalty: w.repetitionPenalty, repetitionLastN: Int(w.repetitionLastN), seed: w.seed)
-    }
-}
-
 /// Checks a client's requests against the target and the server's limits. Pure functions: the
 /// connection state machine calls them, tests call them directly.
 struct RequestValidator {

@@ -1,3 +1,4 @@
+import ArborTestSupport
 import ArborWire
 import NIOCore
 import Testing
@@ -5,18 +6,6 @@ import Testing
 /// A million randomly mutated frames through the decoder: every one must decode, be skipped or
 /// be refused with an error — never crash, and never produce more elements than its bytes hold.
 @Suite struct WireFuzzTests {
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    }
-
     /// Elements a decoded message holds (tokens, parents, entries, string bytes).
     func elements(_ m: WireMessage) -> Int {
         switch m {
@@ -33,7 +22,7 @@ import Testing
     @Test func aMillionMutatedFramesAreHandled() {
         let seeds = sampleMessages.map { Array(WireCodec.encode($0).readableBytesView) }
         let reader = WireFrameReader(limits: WireLimits(maxFrameBytes: 1 << 16))
-        var rng = SplitMix(state: 0xA4B0_2026)
+        var rng = SplitMix64(seed: 0xA4B0_2026)
         var outcomes = [String: Int]()
         for _ in 0..<1_000_000 {
             var bytes = seeds[rng.below(seeds.count)]
@@ -76,4 +65,9 @@ import Testing
             #expect(outcomes[k, default: 0] > 100, "\(outcomes)")
         }
     }
+}
+
+extension SplitMix64 {
+    /// A value in 0..<n (n ≥ 1).
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
 }

@@ -1,0 +1,37 @@
+# Shell helpers shared by scripts/remote_test.sh and scripts/bench_remote.sh (sourced, not run).
+# They expect `fg_pid` to be a variable of the sourcing script.
+
+log() { echo "== $*" >&2; }
+
+# TERM a process we started, KILL it if it is still there after 5 s.
+stop() {
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    timeout 5 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+# Run a command in the background and wait for it: unlike a foreground command, `wait` returns
+# at once when a trapped signal (Ctrl-C, TERM) arrives, so teardown is never held up.
+run() {
+    "$@" &
+    fg_pid=$!
+    wait "$fg_pid"
+    local rc=$?
+    fg_pid=""
+    return $rc
+}
+
+# Wait until file $1 has a line containing $2, at most $3 s; fails early if pid $4 exits.
+wait_for_line() {
+    local end=$((SECONDS + $3))
+    while ! grep -q -- "$2" "$1" 2>/dev/null; do
+        if [ $SECONDS -ge $end ] || ! kill -0 "$4" 2>/dev/null; then
+            grep -q -- "$2" "$1" 2>/dev/null
+            return
+        fi
+        sleep 0.2
+    done
+}
