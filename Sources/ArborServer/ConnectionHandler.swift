@@ -1,5 +1,4 @@
 import ArborEngine
-import ArborModels
 import ArborWire
 import Logging
 import NIOCore
@@ -112,39 +111,35 @@ final class ConnectionHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(.sessionOpened(SessionOpened(sessionID: s.id, capacity: UInt32(setup.capacity)))), promise: nil)
         case let .prefill(prompt):
             guard let s = session else { return }
-            runOnModel(s, context: context, round: 0) { model, _ in
-                let ms = try s.prefill(prompt, model: model)
-                s.metrics.busy(milliseconds: ms)
-                return { handler in handler.machine.prefillCompleted(count: prompt.count, milliseconds: ms) }
+            let reply = replyLater(s, round: 0, context: context)
+            server.host.submit { model, _ in
+                reply(model.flatMap { m in
+                    Result {
+                        let ms = try s.prefill(prompt, model: m)
+                        s.metrics.busy(milliseconds: ms)
+                        return { handler in handler.machine.prefillCompleted(count: prompt.count, milliseconds: ms) }
+                    }
+                })
             }
         case let .verify(tree, round):
             guard let s = session else { return }
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
+            let reply = replyLater(s, round: round, context: context)
             server.host.submitVerify(s, tree) { outcome, queueMs in
                 if case let .success(r) = outcome { s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds) }
-                if s.isCancelled { s.release() }
-                eventLoop.execute {
-                    let (handler, context) = loopBound.value
-                    handler.complete(s, outcome.map { r in { handler in handler.machine.verifyCompleted(r, round: round, queueMilliseconds: queueMs) } },
-                                     round: round, context: context)
-                }
+                reply(outcome.map { r in { handler in handler.machine.verifyCompleted(r, round: round, queueMilliseconds: queueMs) } })
             }
         case .endSession:
             endSession()
         }
     }
 
-    /// Runs `work` on the model thread; its reply (built on the event loop, if the session is
-    /// still this connection's) is sent back. A failure ends the session with an error frame.
-    private func runOnModel(
-        _ s: ServerSession, context: ChannelHandlerContext, round: UInt32,
-        _ work: @escaping @Sendable (any LanguageModel, Double) throws -> @Sendable (ConnectionHandler) -> WireMessage
-    ) {
+    /// What model work calls (on the model thread) with its outcome: frees the session's cache if
+    /// the client left meanwhile, then hands the reply to the event loop.
+    private func replyLater(_ s: ServerSession, round: UInt32, context: ChannelHandlerContext)
+        -> @Sendable (Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>) -> Void {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        server.host.submit { model, queueMs in
-            let outcome: Result<@Sendable (ConnectionHandler) -> WireMessage, any Error> = model.flatMap { m in Result { try work(m, queueMs) } }
+        return { outcome in
             if s.isCancelled { s.release() }
             eventLoop.execute {
                 let (handler, context) = loopBound.value
