@@ -86,6 +86,9 @@ public final class RemoteVerifier: Verifier {
     public private(set) var serverInfo: ServerInfo
     /// Costs of the current (or last) request.
     public private(set) var stats = TransportStats()
+    /// The smallest ping round trip seen on any connection: the network alone, no server work
+    /// (one ping follows each handshake).
+    public private(set) var networkMilliseconds: Double?
 
     private let group: any EventLoopGroup
     private var connection: Connection?
@@ -116,6 +119,7 @@ public final class RemoteVerifier: Verifier {
     public func begin(_ request: VerificationRequest) throws {
         guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
         stats = TransportStats()
+        stats.minimumPingMilliseconds = networkMilliseconds
         self.request = request
         history = request.prompt
         round = 0
@@ -179,7 +183,8 @@ public final class RemoteVerifier: Verifier {
         let nonce = UInt64.random(in: 0...UInt64.max)
         let reply = try exchange(.ping(nonce: nonce), what: "ping")
         guard case .pong(nonce) = reply.message else { throw unexpected(reply.message, "pong \(nonce)") }
-        stats.minimumPingMilliseconds = min(stats.minimumPingMilliseconds ?? .infinity, reply.milliseconds)
+        networkMilliseconds = min(networkMilliseconds ?? .infinity, reply.milliseconds)
+        stats.minimumPingMilliseconds = networkMilliseconds
         return reply.milliseconds
     }
 
@@ -203,6 +208,7 @@ public final class RemoteVerifier: Verifier {
             throw RemoteError.vocabularyMismatch(server: info.modelName, serverHash: info.vocabularyHash, localHash: expectedVocabularyHash)
         }
         serverInfo = info
+        _ = try ping()
     }
 
     /// Opens a session and reads the committed tokens into it (the prompt, or after a

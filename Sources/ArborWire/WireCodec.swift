@@ -317,7 +317,4 @@ public struct WireFrameReader: Sendable {
             return .skipped(error, bytes: total)
         }
     }
-
-    /// Whether `buffer` holds the start of a frame that has not fully arrived.
-    public func hasPartialFrame(_ buffer: ByteBuffer) -> Bool { buffer.readableBytes > 0 }
 }

@@ -30,6 +30,7 @@ import Testing
             #expect(remote.rounds == spec.rounds && remote.perRound.count == spec.rounds)
             #expect(remote.bytesSent > 0 && remote.bytesReceived > 0 && remote.serverBusyMilliseconds > 0)
             #expect(remote.roundTrips == remote.rounds + 2)  // Open session, prefill, the rounds.
+            #expect((remote.minimumPingMilliseconds ?? -1) >= 0)  // The ping after the handshake.
             // No drafter at all: one token per round trip, same output.
             #expect(try remoteRun(t, prompt: prompt, maxTokens: 40, drafter: nil).tokens == expected)
             // A real drafter from the engine.
