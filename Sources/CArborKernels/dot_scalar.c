@@ -175,7 +175,8 @@ static float dot_q6_K(int64_t n, const blk_q6_K *x, const blk_q8_K *y) {
 
 #define SCALAR_TILE(name, wt, at, fn)                                                                  \
     static void name(int64_t n, const void *w, const uint8_t *a, size_t as, int64_t nc, float *out,    \
-                     int64_t os) {                                                                     \
+                     int64_t os, const q8K_group *groups) {                                            \
+        (void)groups;                                                                                  \
         for (int64_t c = 0; c < nc; c++) out[c * os] = fn(n, (const wt *)w, (const at *)(a + c * as)); \
     }
 

@@ -136,9 +136,28 @@ ARBOR_INLINE int nearest_int(float x) {
 
 // MARK: kernels shared between files
 
+/// What the Q4_K tiles share across a group of 8 activation rows, per Q8_K block: built once
+/// per call from the activations (q8K_groups_fill), then read for every weight row, so the part
+/// of a dot that depends on the activations alone is not redone per weight row.
+///   bs: Σ of each 32-element sub-block j (bsums[2j] + bsums[2j+1], |·| ≤ 4064) as int16 pairs,
+///       laid out for two 512-bit vpmaddwd: in bs[q], int32 lane L (row c = L % 8, h = L / 8)
+///       holds (S[4q+2h][c], S[4q+2h+1][c]).
+///   yd: each row's scale d. Rows past the group's end are zero.
+typedef struct {
+    int16_t bs[2][32];
+    float yd[8];
+} q8K_group;
+
+/// Fills `(nc + 7) / 8` groups of n / QK_K blocks each (group g, block i at groups[g * nb + i]).
+void q8K_groups_fill(const uint8_t *a, size_t as, int64_t nc, int64_t n, q8K_group *groups);
+/// This thread's q8K_groups_fill buffer for nc rows of n elements, filled (grows, never shrinks).
+const q8K_group *q8K_groups_for(const uint8_t *a, size_t as, int64_t nc, int64_t n);
+
 /// Dot of one weight row with `nc` activation rows (`a + c*a_stride`), out[c*out_stride].
+/// `groups`: for Q8_K activations, q8K_groups_fill's data for these rows (tiles that do not use
+/// it ignore it; others may be passed NULL).
 typedef void (*arbor_tile_fn)(int64_t n, const void *w, const uint8_t *a, size_t a_stride,
-                              int64_t nc, float *out, int64_t out_stride);
+                              int64_t nc, float *out, int64_t out_stride, const q8K_group *groups);
 
 /// The scalar reference dot for a weight type (NULL if unsupported).
 arbor_tile_fn arbor_scalar_tile(uint32_t wtype);
