@@ -420,9 +420,9 @@ ARBOR_INLINE void tile_q4_K_512(int64_t n, const blk_q4_K *x, const uint8_t *a, 
         __m512i sumi[8];
         for (int j = 0; j < 4; j++) {
             // [low nibbles (sub-block 2j) | high nibbles (sub-block 2j+1)] of 32 bytes.
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
-            const __m512i q = _mm512_and_si512(
-                _mm512_inserti64x4(_mm512_castsi256_si512(bits), _mm256_srli_epi16(bits, 4), 1), m4);
+            // The 32 bytes in both halves (a broadcast load), the high half shifted by 4: no insert.
+            const __m512i bits = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j)));
+            const __m512i q = _mm512_and_si512(_mm512_mask_srli_epi16(bits, 0xFFFF0000, bits, 4), m4);
             const __m512i s = _mm512_shuffle_epi8(sc16x4, _mm512_loadu_si512((const void *)k4_scale_shuffle512[j]));
             for (int c = 0; c < nc; c++) {
                 const int8_t *q8 = ((const blk_q8_K *)(a + (size_t)c * as) + i)->qs + 64 * j;
