@@ -91,15 +91,17 @@ struct WideKernelTests {
         }
     }
 
-    /// Several weight rows through the cache-blocked row loop, B = 1...16, against single dots.
+    /// Several weight rows through the cache-blocked row loop, B = 1...16 and batches of several
+    /// column blocks (16 rows each at n = 1536, so the per-group activation data of later
+    /// blocks is used too), against single dots.
     @Test(arguments: [GGMLType.q4_K, .q6_K])
     func matmulRowsMatchSingleDots(_ type: GGMLType) {
         var rng = SplitMix64(seed: 77)
-        let n = 1536, rows = 24, maxB = 16
+        let n = 1536, rows = 24, maxB = 45
         let w = Self.weights(type, n: n, rows: rows, raw: true, rng: &rng)
         let wRow = type.rowBytes(count: n)!, aRow = type.vecDotType!.rowBytes(count: n)!
         let a = Self.activations(type, n: n, rows: maxB, rng: &rng)
-        for b in 1...maxB {
+        for b in Array(1...16) + [24, 37, 45] {
             var y = [Float](repeating: .nan, count: rows * b)
             w.withUnsafeBytes { wp in
                 a.withUnsafeBytes { ap in
