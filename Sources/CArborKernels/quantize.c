@@ -89,15 +89,42 @@ void arbor_quantize_row_q8_1(const float *x, void *dst, int64_t n) {
     }
 }
 
+#if defined(__AVX2__)
+/// The largest |x[j]| of a block (NaN lanes ignored, as the scalar `ax > amax` scan does) and
+/// the first x[j] of that magnitude: the scalar scan's (amax, max), found 8 lanes at a time.
+ARBOR_INLINE float q8K_block_max(const float *x, float *amax_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    // max(|x|, m): an unordered pair yields the second operand, so a NaN never enters m.
+    for (int j = 0; j < QK_K; j += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), m);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    const float amax = _mm_cvtss_f32(h);
+    *amax_out = amax;
+    if (amax == 0.0f) return 0.0f;
+    const __m256 target = _mm256_set1_ps(amax);
+    for (int j = 0; j < QK_K; j += 8) {
+        const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), target, _CMP_EQ_OQ));
+        if (hit) return x[j + __builtin_ctz((unsigned)hit)];
+    }
+    return 0.0f;  // unreachable: amax is one of the |x[j]|
+}
+#endif
+
 void arbor_quantize_row_q8_K(const float *x, void *dst, int64_t n) {
     blk_q8_K *y = dst;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         // The signed value of largest magnitude (the first one on ties) maps to -127.
         float max = 0.0f, amax = 0.0f;
+#if defined(__AVX2__)
+        max = q8K_block_max(x, &amax);
+#else
         for (int j = 0; j < QK_K; j++) {
             const float ax = fabsf(x[j]);
             if (ax > amax) { amax = ax; max = x[j]; }
         }
+#endif
         if (amax == 0.0f) {
             // ggml leaves bsums untouched here; zero them so the block is fully defined.
             memset(&y[i], 0, sizeof(blk_q8_K));
