@@ -1,3 +1,5 @@
+import CArborKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -46,13 +48,10 @@ enum TransformerOps {
         }
     }
 
-    /// `gate = silu(gate) * up` (SwiGLU).
+    /// `gate = silu(gate) * up` (SwiGLU), with the vector exp llama.cpp uses (see `arbor_swiglu_f32`).
     @inline(__always)
     static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
+        arbor_swiglu_f32(gate, up, Int64(n))
     }
 
     /// `gate = gelu_tanh(gate) * up` (GeGLU) through an F16 table, as ggml computes GELU: the

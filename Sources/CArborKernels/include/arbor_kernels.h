@@ -93,6 +93,10 @@ int arbor_matmul_rows(uint32_t weight_type, int64_t n, const void *w, size_t w_r
 
 // MARK: Thread pool
 
+/// gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^-gate[i]) · up[i] (SwiGLU). Each element
+/// depends only on its own inputs, bit for bit, whatever n (see activation.c for the exp).
+void arbor_swiglu_f32(float *gate, const float *up, int64_t n);
+
 /// Persistent worker threads. `threads` counts the calling thread: 2 means one worker.
 /// Idle workers spin for `spin_ns` nanoseconds, then sleep on a condition variable.
 typedef struct arbor_pool arbor_pool;
