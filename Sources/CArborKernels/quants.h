@@ -154,8 +154,8 @@ void q8K_groups_fill(const uint8_t *a, size_t as, int64_t nc, int64_t n, q8K_gro
 const q8K_group *q8K_groups_for(const uint8_t *a, size_t as, int64_t nc, int64_t n);
 
 /// Dot of one weight row with `nc` activation rows (`a + c*a_stride`), out[c*out_stride].
-/// `groups`: for Q8_K activations, q8K_groups_fill's data for these rows (tiles that do not use
-/// it ignore it; others may be passed NULL).
+/// `groups`: for Q8_K activations, q8K_groups_fill's data for these rows; the Q4_K SIMD tiles
+/// read it (non-NULL there), every other tile ignores it.
 typedef void (*arbor_tile_fn)(int64_t n, const void *w, const uint8_t *a, size_t a_stride,
                               int64_t nc, float *out, int64_t out_stride, const q8K_group *groups);
 
