@@ -58,13 +58,11 @@ public func matmul(
 
     // About 8 tasks per thread (dynamic balance when a core is busy elsewhere), at least 8 rows each.
     let rows = w.rows
-    let perTask = max(8, (rows + pool.threads * 8 - 1) / (pool.threads * 8))
+    let perTask = w.taskRows(max(8, (rows + pool.threads * 8 - 1) / (pool.threads * 8)))
     let tasks = (rows + perTask - 1) / perTask
-    let type = w.type.rawValue, data = w.data, rowBytes = w.rowBytes
     pool.parallelFor(tasks) { t in
         let r0 = t * perTask, r1 = min(rows, r0 + perTask)
-        _ = arbor_matmul_rows(type, Int64(n), data, rowBytes, Int64(r0), Int64(r1), acts, actRowBytes,
-                              Int64(batch), y, Int64(rows))
+        w.multiply(rows: r0, r1, acts: acts, actRowBytes: actRowBytes, batch: batch, into: y)
     }
 }
 

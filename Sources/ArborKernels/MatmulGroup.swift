@@ -61,16 +61,16 @@ public func matmul(
     let perTask = max(8, (totalRows + pool.threads * 8 - 1) / (pool.threads * 8))
     var tasks: [(matrix: Int, r0: Int, r1: Int)] = []
     for (i, w) in ws.enumerated() {
+        let step = w.taskRows(perTask)
         var r = 0
         while r < w.rows {
-            tasks.append((i, r, min(w.rows, r + perTask)))
-            r += perTask
+            tasks.append((i, r, min(w.rows, r + step)))
+            r += step
         }
     }
     pool.parallelFor(tasks.count) { t in
         let task = tasks[t]
         let w = ws[task.matrix], act = activations[task.matrix]
-        _ = arbor_matmul_rows(w.type.rawValue, Int64(n), w.data, w.rowBytes, Int64(task.r0), Int64(task.r1),
-                              act.pointer, act.rowBytes, Int64(batch), ys[task.matrix], Int64(w.rows))
+        w.multiply(rows: task.r0, task.r1, acts: act.pointer, actRowBytes: act.rowBytes, batch: batch, into: ys[task.matrix])
     }
 }

@@ -71,10 +71,10 @@ struct DecoderWeightLoader {
             let p = "blk.\(i)."
             out.append(DecoderLayer(
                 attentionNorm: try vector(p + "attn_norm.weight", count: c.embeddingLength),
-                wq: try matrix(p + "attn_q.weight", columns: c.embeddingLength, rows: c.queryDimension),
-                wk: try matrix(p + "attn_k.weight", columns: c.embeddingLength, rows: c.keyValueDimension),
-                wv: try matrix(p + "attn_v.weight", columns: c.embeddingLength, rows: c.valueDimension),
-                wo: try matrix(p + "attn_output.weight", columns: c.headCount * c.valueLength, rows: c.embeddingLength),
+                wq: try matrix(p + "attn_q.weight", columns: c.embeddingLength, rows: c.queryDimension).interleavedForMatmul(),
+                wk: try matrix(p + "attn_k.weight", columns: c.embeddingLength, rows: c.keyValueDimension).interleavedForMatmul(),
+                wv: try matrix(p + "attn_v.weight", columns: c.embeddingLength, rows: c.valueDimension).interleavedForMatmul(),
+                wo: try matrix(p + "attn_output.weight", columns: c.headCount * c.valueLength, rows: c.embeddingLength).interleavedForMatmul(),
                 qBias: withBiases ? try optionalVector(p + "attn_q.bias", count: c.queryDimension) : nil,
                 kBias: withBiases ? try optionalVector(p + "attn_k.bias", count: c.keyValueDimension) : nil,
                 vBias: withBiases ? try optionalVector(p + "attn_v.bias", count: c.valueDimension) : nil,
@@ -82,9 +82,9 @@ struct DecoderWeightLoader {
                 kNorm: withQKNorm ? try vector(p + "attn_k_norm.weight", count: c.keyLength) : nil,
                 postAttentionNorm: withPostNorms ? try vector(p + "post_attention_norm.weight", count: c.embeddingLength) : nil,
                 ffnNorm: try vector(p + "ffn_norm.weight", count: c.embeddingLength),
-                gate: try matrix(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
-                up: try matrix(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength),
-                down: try matrix(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength),
+                gate: try matrix(p + "ffn_gate.weight", columns: c.embeddingLength, rows: c.feedForwardLength).interleavedForMatmul(),
+                up: try matrix(p + "ffn_up.weight", columns: c.embeddingLength, rows: c.feedForwardLength).interleavedForMatmul(),
+                down: try matrix(p + "ffn_down.weight", columns: c.feedForwardLength, rows: c.embeddingLength).interleavedForMatmul(),
                 postFFNNorm: withPostNorms ? try vector(p + "post_ffw_norm.weight", count: c.embeddingLength) : nil
             ))
         }
@@ -96,7 +96,7 @@ struct DecoderWeightLoader {
         DecoderModel(
             file: file, configuration: config, traits: traits,
             tokenEmbedding: try matrix("token_embd.weight", columns: config.embeddingLength, rows: config.vocabularySize),
-            output: try outputMatrix(),
+            output: try outputMatrix().interleavedForMatmul(),
             outputNorm: try vector("output_norm.weight", count: config.embeddingLength),
             layers: try layers(withBiases: biases, withQKNorm: qkNorm, withPostNorms: postNorms),
             threads: threads)
