@@ -1,5 +1,4 @@
-// K-format weights with 8 rows interleaved ("x8"): the batch and decode kernels for Q4_K and
-// Q6_K on AVX-512 builds. (Q6_K: see the second half of the file.)
+// Q4_K with 8 weight rows interleaved ("x8"): the batch and decode kernel on AVX-512 builds.
 //
 // Layout: per group of 8 rows and per 256-element block, the rows' f16 d and dmin, the 6-bit
 // scales and mins unpacked to bytes, and the quants regrouped so that one 64-byte load holds
@@ -58,53 +57,10 @@ int arbor_q4_K_x8_pack_groups(const void *src, size_t row_bytes, int64_t n, int6
     return 0;
 }
 
-/// Q6_K × 8 rows: per block the rows' f16 d, the 16 int8 scales by [sub-block][row], and the
-/// quants as 64-byte vectors of 8 bytes per row, in the order the kernel reads them (one
-/// forward stream). For half h and t = 0...3 (8 elements each), q[4h + t] holds:
-/// [0] ql[64h + 8t ...] (low nibbles: elements 128h + 8t + 0...7, high nibbles: + 64),
-/// [1] ql[64h + 32 + 8t ...] (+ 32 and + 96), [2] qh[32h + 8t ...] (bit pairs for + 0, + 32,
-/// + 64, + 96).
-typedef struct {
-    uint16_t d[8];
-    int8_t sc[16][8];     // [sub-block of 16][row]
-    uint8_t q[8][3][64];
-} blk_q6_Kx8;
-_Static_assert(sizeof(blk_q6_Kx8) == 8 * sizeof(blk_q6_K), "Q6_Kx8 block");
-
-int64_t arbor_q6_K_x8_bytes(int64_t rows, int64_t n) {
-    if (rows % 8 != 0 || n % QK_K != 0) return -1;
-    return rows / 8 * (n / QK_K) * (int64_t)sizeof(blk_q6_Kx8);
-}
-
-int arbor_q6_K_x8_pack_groups(const void *src, size_t row_bytes, int64_t n, int64_t group_begin, int64_t group_end,
-                              void *dst) {
-    if (n % QK_K != 0 || group_begin < 0 || group_end < group_begin) return -1;
-    const int64_t nb = n / QK_K;
-    blk_q6_Kx8 *out = dst;
-    for (int64_t g = group_begin; g < group_end; g++) {
-        for (int64_t i = 0; i < nb; i++) {
-            blk_q6_Kx8 *o = out + g * nb + i;
-            for (int r = 0; r < 8; r++) {
-                const blk_q6_K *x = (const blk_q6_K *)((const uint8_t *)src + (size_t)(8 * g + r) * row_bytes) + i;
-                o->d[r] = x->d;
-                for (int s = 0; s < 16; s++) o->sc[s][r] = x->scales[s];
-                for (int h = 0; h < 2; h++) {
-                    for (int t = 0; t < 4; t++) {
-                        memcpy(o->q[4 * h + t][0] + 8 * r, x->ql + 64 * h + 8 * t, 8);
-                        memcpy(o->q[4 * h + t][1] + 8 * r, x->ql + 64 * h + 32 + 8 * t, 8);
-                        memcpy(o->q[4 * h + t][2] + 8 * r, x->qh + 32 * h + 8 * t, 8);
-                    }
-                }
-            }
-        }
-    }
-    return 0;
-}
-
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
-int arbor_x8_available(void) { return 1; }
+int arbor_q4_K_x8_available(void) { return 1; }
 
 ARBOR_INLINE __m512i dpwssd(__m512i acc, __m512i s, __m512i p) {
 #if defined(__AVX512VNNI__)
@@ -211,110 +167,9 @@ int arbor_matmul_q4_K_x8(int64_t n, const void *packed, int64_t group_begin, int
     return 0;
 }
 
-/// Q6_K, 8 weight rows × nc activation rows. Per block and row: the exact integer
-/// Σ sc·q·a - 32·Σ sc·(Σ a over the sub-block), then acc = fma(d·d_a, S, acc).
-ARBOR_INLINE void tile6_x8(int64_t nb, const blk_q6_Kx8 *x, const uint8_t *a, size_t as, float *out, int64_t os,
-                           const int nc) {
-    enum { A = 4 };
-    const int na = nc <= 2 ? A : 1;
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
-    const __m512i sidx = _mm512_set_epi16(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4,
-                                          3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    __m256 acc[8];
-    for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const blk_q6_Kx8 *b = x + i;
-        if (nc > 1) {
-            const char *ahead = (const char *)(b + 3);
-            for (int l = 0; l < (int)sizeof(blk_q6_Kx8); l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
-        }
-        const __m256 xd = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)b->d));
-        __m512i sumi[8][A];
-        for (int c = 0; c < nc; c++)
-            for (int k = 0; k < na; k++) sumi[c][k] = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            // The half's 8 sub-block scales, each in every lane of each row slot.
-            __m512i sv[8];
-            for (int k = 0; k < 8; k++)
-                sv[k] = _mm512_permutexvar_epi16(sidx, _mm512_castsi128_si512(_mm_cvtepi8_epi16(
-                            _mm_loadl_epi64((const __m128i *)b->sc[8 * h + k]))));
-            for (int t = 0; t < 4; t++) {
-                const __m512i p0 = _mm512_loadu_si512((const void *)b->q[4 * h + t][0]);
-                const __m512i p1 = _mm512_loadu_si512((const void *)b->q[4 * h + t][1]);
-                const __m512i qh = _mm512_loadu_si512((const void *)b->q[4 * h + t][2]);
-                __m512i w[4];
-                w[0] = _mm512_or_si512(_mm512_and_si512(p0, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m3), 4));
-                w[1] = _mm512_or_si512(_mm512_and_si512(p1, m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2), m3), 4));
-                w[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(p0, 4), m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m3), 4));
-                w[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(p1, 4), m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 6), m3), 4));
-                // w[k] covers elements 32k + 8t...+7 of the half: sub-block t/2 + 2k of its 8.
-                for (int c = 0; c < nc; c++) {
-                    const int8_t *q8 = ((const blk_q8_K *)(a + (size_t)c * as) + i)->qs + 128 * h + 8 * t;
-                    const int kk = na == 1 ? 0 : t;
-                    for (int k = 0; k < 4; k++) {
-                        const __m512i av = _mm512_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(q8 + 32 * k)));
-                        sumi[c][kk] = dpwssd(sumi[c][kk], sv[t / 2 + 2 * k], _mm512_maddubs_epi16(w[k], av));
-                    }
-                }
-            }
-        }
-        // -32·Σ sc·bsum per row: pairs (sc[2k][r], sc[2k+1][r]) against (bsum[2k], bsum[2k+1]).
-        __m256i scp[8];
-        for (int k = 0; k < 8; k++)
-            scp[k] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)b->sc[2 * k]),
-                                                              _mm_loadl_epi64((const __m128i *)b->sc[2 * k + 1])));
-        for (int c = 0; c < nc; c++) {
-            const blk_q8_K *y = (const blk_q8_K *)(a + (size_t)c * as) + i;
-            const int32_t *bp = (const int32_t *)y->bsums;
-            __m512i sq = sumi[c][0];
-            for (int k = 1; k < na; k++) sq = _mm512_add_epi32(sq, sumi[c][k]);
-            const __m256i s8 = _mm512_cvtepi64_epi32(_mm512_add_epi64(sq, _mm512_srli_epi64(sq, 32)));
-            __m256i corr = _mm256_madd_epi16(scp[0], _mm256_set1_epi32(bp[0]));
-            for (int k = 1; k < 8; k++) corr = _mm256_add_epi32(corr, _mm256_madd_epi16(scp[k], _mm256_set1_epi32(bp[k])));
-            const __m256i total = _mm256_sub_epi32(s8, _mm256_slli_epi32(corr, 5));
-            acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(xd, _mm256_set1_ps(y->d)), _mm256_cvtepi32_ps(total), acc[c]);
-        }
-    }
-    for (int c = 0; c < nc; c++) _mm256_storeu_ps(out + c * os, acc[c]);
-}
-
-int arbor_matmul_q6_K_x8(int64_t n, const void *packed, int64_t group_begin, int64_t group_end,
-                         const void *acts, size_t act_row_bytes, int64_t ncols, float *y, int64_t y_stride) {
-    if (n % QK_K != 0 || group_begin < 0 || group_end < group_begin || ncols < 0) return -1;
-    const int64_t nb = n / QK_K;
-    const blk_q6_Kx8 *w = packed;
-    const uint8_t *ab = acts;
-    for (int64_t c0 = 0; c0 < ncols; c0 += 8) {
-        const int nc = ncols - c0 < 8 ? (int)(ncols - c0) : 8;
-        for (int64_t gr = group_begin; gr < group_end; gr++) {
-            const blk_q6_Kx8 *x = w + gr * nb;
-            float *o = y + c0 * y_stride + 8 * gr;
-            const uint8_t *a = ab + (size_t)c0 * act_row_bytes;
-            switch (nc) {
-            case 8: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 8); break;
-            case 7: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 7); break;
-            case 6: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 6); break;
-            case 5: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 5); break;
-            case 4: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 4); break;
-            case 3: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 3); break;
-            case 2: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 2); break;
-            default: tile6_x8(nb, x, a, act_row_bytes, o, y_stride, 1); break;
-            }
-        }
-    }
-    return 0;
-}
-
 #else
 
-int arbor_matmul_q6_K_x8(int64_t n, const void *packed, int64_t group_begin, int64_t group_end,
-                         const void *acts, size_t act_row_bytes, int64_t ncols, float *y, int64_t y_stride) {
-    (void)n; (void)packed; (void)group_begin; (void)group_end; (void)acts; (void)act_row_bytes;
-    (void)ncols; (void)y; (void)y_stride;
-    return -1;
-}
-
-int arbor_x8_available(void) { return 0; }
+int arbor_q4_K_x8_available(void) { return 0; }
 
 int arbor_matmul_q4_K_x8(int64_t n, const void *packed, int64_t group_begin, int64_t group_end,
                          const void *acts, size_t act_row_bytes, int64_t ncols, float *y, int64_t y_stride) {
