@@ -96,18 +96,23 @@ public struct QuantizedMatrix: @unchecked Sendable {
         interleavedStorage = storage
     }
 
-    /// This matrix with an interleaved copy for the x8 kernel (8 rows per 512-bit vector; see
-    /// q4k_x8.c) where the build has it and the matrix is Q4_K with a multiple of 8 rows, else
-    /// `self` unchanged. For weights used through `matmul`: results differ from the row kernel's
-    /// in rounding (a different, equally exact summation), and are the same for any batch.
+    /// This matrix with an interleaved copy for the x8 kernels (8 rows per 512-bit vector; see
+    /// x8.c) where the build has them and the matrix is Q4_K or Q6_K with a multiple of 8 rows, else
+    /// `self` unchanged. For weights used through `matmul`; results are the same for any batch.
     ///
-    /// `matmul` then reads only the copy, so the pages of the original in a file mapping are
-    /// handed back (`MADV_DONTNEED`): resident memory stays about the model's size. Anything
-    /// that still reads `data` (an embedding lookup of tied weights) faults them back in from
-    /// the page cache.
+    /// Q4_K: the x8 kernel serves every batch and differs from the row kernel in rounding (a
+    /// different, equally exact summation). `matmul` reads only the copy, so the pages of the
+    /// original in a file mapping are handed back (`MADV_DONTNEED`): resident memory stays about
+    /// the model's size. Anything that still reads `data` (an embedding lookup of tied weights)
+    /// faults them back in from the page cache.
+    ///
+    /// Q6_K: the x8 kernel is bit-identical to the row kernel and faster from 2 activation rows
+    /// on, but slower for one (decode), so it serves batches and the original rows stay for
+    /// single tokens: the copy costs the matrix's size again in memory.
     public func interleavedForMatmul() -> QuantizedMatrix {
-        guard interleaved == nil, type == .q4_K, arbor_q4_K_x8_available() != 0 else { return self }
-        let bytes = arbor_q4_K_x8_bytes(Int64(rows), Int64(columns))
+        guard interleaved == nil, type == .q4_K || type == .q6_K, arbor_x8_available() != 0 else { return self }
+        let q4 = type == .q4_K
+        let bytes = q4 ? arbor_q4_K_x8_bytes(Int64(rows), Int64(columns)) : arbor_q6_K_x8_bytes(Int64(rows), Int64(columns))
         guard bytes > 0 else { return self }
         guard let storage = InterleavedRows(byteCount: Int(bytes)) else { return self }
         // Packing reads and writes the whole matrix once: split over the cores, it adds about
@@ -121,12 +126,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
         let rb = rowBytes, n = Int64(columns)
         DispatchQueue.concurrentPerform(iterations: chunks) { k in
             let g0 = groups * k / chunks, g1 = groups * (k + 1) / chunks
-            let rc = arbor_q4_K_x8_pack_groups(UnsafeRawPointer(bitPattern: src), rb, n, Int64(g0), Int64(g1),
-                                               UnsafeMutableRawPointer(bitPattern: dst))
+            let from = UnsafeRawPointer(bitPattern: src), to = UnsafeMutableRawPointer(bitPattern: dst)
+            let rc = q4 ? arbor_q4_K_x8_pack_groups(from, rb, n, Int64(g0), Int64(g1), to)
+                        : arbor_q6_K_x8_pack_groups(from, rb, n, Int64(g0), Int64(g1), to)
             UnsafeMutablePointer<Int32>(bitPattern: out)![k] = rc
         }
         guard status.allSatisfy({ $0 == 0 }) else { return self }
-        if owner is GGUFFile {
+        if q4, owner is GGUFFile {
             let page = Int(sysconf(Int32(_SC_PAGESIZE)))
             let start = (Int(bitPattern: data) + page - 1) / page * page
             let end = (Int(bitPattern: data) + rows * rowBytes) / page * page
@@ -142,9 +148,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// multiple of 8.
     @inline(__always)
     func multiply(rows r0: Int, _ r1: Int, acts: UnsafeRawPointer, actRowBytes: Int, batch: Int, into y: UnsafeMutablePointer<Float>) {
-        if let x8 = interleaved {
-            _ = arbor_matmul_q4_K_x8(Int64(columns), x8, Int64(r0 / 8), Int64((r1 + 7) / 8), acts, actRowBytes,
-                                     Int64(batch), y, Int64(rows))
+        if let x8 = interleaved, type == .q4_K || batch > 1 {
+            let g0 = Int64(r0 / 8), g1 = Int64((r1 + 7) / 8)
+            if type == .q4_K {
+                _ = arbor_matmul_q4_K_x8(Int64(columns), x8, g0, g1, acts, actRowBytes, Int64(batch), y, Int64(rows))
+            } else {
+                _ = arbor_matmul_q6_K_x8(Int64(columns), x8, g0, g1, acts, actRowBytes, Int64(batch), y, Int64(rows))
+            }
         } else {
             _ = arbor_matmul_rows(type.rawValue, Int64(columns), data, rowBytes, Int64(r0), Int64(r1), acts, actRowBytes,
                                   Int64(batch), y, Int64(rows))

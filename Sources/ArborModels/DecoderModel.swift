@@ -96,10 +96,18 @@ struct DecoderWeightLoader {
         DecoderModel(
             file: file, configuration: config, traits: traits,
             tokenEmbedding: try matrix("token_embd.weight", columns: config.embeddingLength, rows: config.vocabularySize),
-            output: try outputMatrix().interleavedForMatmul(),
+            output: try outputForMatmul(),
             outputNorm: try vector("output_norm.weight", count: config.embeddingLength),
             layers: try layers(withBiases: biases, withQKNorm: qkNorm, withPostNorms: postNorms),
             threads: threads)
+    }
+
+    /// The output projection, interleaved for the x8 kernels when Q4_K. (A Q6_K copy would
+    /// keep its rows for single tokens, doubling the largest matrix for the verifier's all-logits
+    /// batches only.)
+    func outputForMatmul() throws(ModelError) -> QuantizedMatrix {
+        let m = try outputMatrix()
+        return m.type == .q6_K ? m : m.interleavedForMatmul()
     }
 
     /// `output.weight`, or the token embedding when the model ties them.

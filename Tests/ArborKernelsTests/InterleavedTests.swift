@@ -3,12 +3,12 @@ import ArborKernels
 import CArborKernels
 import Testing
 
-/// The x8 kernel (Q4_K rows interleaved 8 at a time, AVX-512 builds): the same results for any
-/// batch, split or thread count, close to the row kernel, and used by `matmul` and
-/// `matmul(group:)` alike.
-@Suite("Interleaved Q4_K matmul")
+/// The x8 kernels (Q4_K and Q6_K rows interleaved 8 at a time, AVX-512 builds): the same
+/// results for any batch, split or thread count, close to the row kernel, and used by `matmul`
+/// and `matmul(group:)` alike.
+@Suite("Interleaved Q4_K / Q6_K matmul")
 struct InterleavedTests {
-    static let available = arbor_q4_K_x8_available() != 0
+    static let available = arbor_x8_available() != 0
 
     static func run(_ m: QuantizedMatrix, _ x: [Float], batch: Int, pool: ThreadPool) -> [Float] {
         var y = [Float](repeating: .nan, count: batch * m.rows)
@@ -18,12 +18,17 @@ struct InterleavedTests {
         return y
     }
 
-    @Test(arguments: [(1536, 48), (8960, 16), (256, 40)])
-    func batchesSplitsAndThreadsGiveTheSameBits(_ shape: (columns: Int, rows: Int)) throws {
+    static let shapes: [(type: GGMLType, columns: Int, rows: Int)] = [
+        (.q4_K, 1536, 48), (.q4_K, 8960, 16), (.q4_K, 256, 40), (.q6_K, 1536, 48), (.q6_K, 8960, 16), (.q6_K, 256, 40),
+    ]
+
+    @Test(arguments: 0..<6)
+    func batchesSplitsAndThreadsGiveTheSameBits(_ index: Int) throws {
+        let shape = Self.shapes[index]
         try #require(Self.available, "no x8 kernel in this build")
-        var rng = SplitMix64(seed: 31 &+ UInt64(shape.columns))
-        let w = WideKernelTests.weights(.q4_K, n: shape.columns, rows: shape.rows, raw: true, rng: &rng)
-        let plain = w.withUnsafeBytes { QuantizedMatrix(type: .q4_K, rows: shape.rows, columns: shape.columns, data: $0.baseAddress!) }
+        var rng = SplitMix64(seed: 31 &+ UInt64(shape.columns) &+ UInt64(shape.type.rawValue))
+        let w = WideKernelTests.weights(shape.type, n: shape.columns, rows: shape.rows, raw: true, rng: &rng)
+        let plain = w.withUnsafeBytes { QuantizedMatrix(type: shape.type, rows: shape.rows, columns: shape.columns, data: $0.baseAddress!) }
         let x8 = plain.interleavedForMatmul()
         #expect(x8.interleaved != nil)
         let maxB = 19
@@ -36,7 +41,10 @@ struct InterleavedTests {
         for (b, row) in alone.enumerated() {
             let scale = row.map { abs($0) }.max()! + 1e-6
             for r in 0..<shape.rows {
-                #expect(abs(row[r] - rowKernel[b * shape.rows + r]) <= 2e-6 * scale, "row \(r) token \(b): x8 \(row[r]) vs rows \(rowKernel[b * shape.rows + r])")
+                // Q6_K's x8 kernel is the row kernel's arithmetic lane for lane: equal bits.
+                let tolerance: Float = shape.type == .q6_K ? 0 : 2e-6 * scale
+                #expect(abs(row[r] - rowKernel[b * shape.rows + r]) <= tolerance,
+                        "\(shape.type) row \(r) token \(b): x8 \(row[r]) vs rows \(rowKernel[b * shape.rows + r])")
             }
         }
         for batch in [2, 3, 7, 8, 9, 16, 19] {
@@ -44,7 +52,7 @@ struct InterleavedTests {
                 let y = w.withUnsafeBytes { _ in Self.run(x8, Array(x[..<(batch * shape.columns)]), batch: batch, pool: pool) }
                 for b in 0..<batch {
                     #expect(zip(y[(b * shape.rows)..<((b + 1) * shape.rows)], alone[b]).allSatisfy { $0.bitPattern == $1.bitPattern },
-                            "B=\(batch) threads=\(pool.threads) token \(b) differs from the token alone")
+                            "\(shape.type) B=\(batch) threads=\(pool.threads) token \(b) differs from the token alone")
                 }
             }
         }
@@ -56,25 +64,33 @@ struct InterleavedTests {
         let n = 512
         let wa = WideKernelTests.weights(.q4_K, n: n, rows: 24, raw: true, rng: &rng)
         let wb = WideKernelTests.weights(.q4_K, n: n, rows: 13, raw: true, rng: &rng)  // not a multiple of 8: row kernel
+        let wc = WideKernelTests.weights(.q6_K, n: n, rows: 16, raw: true, rng: &rng)
         let x = rng.values(5 * n)
         try wa.withUnsafeBytes { pa in
             try wb.withUnsafeBytes { pb in
-                let a = QuantizedMatrix(type: .q4_K, rows: 24, columns: n, data: pa.baseAddress!).interleavedForMatmul()
-                let b = QuantizedMatrix(type: .q4_K, rows: 13, columns: n, data: pb.baseAddress!).interleavedForMatmul()
-                #expect(a.interleaved != nil && b.interleaved == nil)
-                let pool = ThreadPool(threads: 2)
-                var ya = [Float](repeating: .nan, count: 5 * 24), yb = [Float](repeating: .nan, count: 5 * 13)
-                try x.withUnsafeBufferPointer { xp in
-                    try ya.withUnsafeMutableBufferPointer { pya in
-                        try yb.withUnsafeMutableBufferPointer { pyb in
-                            matmul(group: [a, b], xp.baseAddress!, batch: 5, [pya.baseAddress!, pyb.baseAddress!],
-                                   scratch: MatmulGroupScratch(), pool: pool)
-                            try #require(pya.allSatisfy { !$0.isNaN } && pyb.allSatisfy { !$0.isNaN })
+                try wc.withUnsafeBytes { pc in
+                    let a = QuantizedMatrix(type: .q4_K, rows: 24, columns: n, data: pa.baseAddress!).interleavedForMatmul()
+                    let b = QuantizedMatrix(type: .q4_K, rows: 13, columns: n, data: pb.baseAddress!).interleavedForMatmul()
+                    let c = QuantizedMatrix(type: .q6_K, rows: 16, columns: n, data: pc.baseAddress!).interleavedForMatmul()
+                    #expect(a.interleaved != nil && b.interleaved == nil && c.interleaved != nil)
+                    let pool = ThreadPool(threads: 2)
+                    var y0 = [Float](repeating: .nan, count: 5 * 24), y1 = [Float](repeating: .nan, count: 5 * 13)
+                    var y2 = [Float](repeating: .nan, count: 5 * 16)
+                    try x.withUnsafeBufferPointer { xp in
+                        try y0.withUnsafeMutableBufferPointer { p0 in
+                            try y1.withUnsafeMutableBufferPointer { p1 in
+                                try y2.withUnsafeMutableBufferPointer { p2 in
+                                    matmul(group: [a, b, c], xp.baseAddress!, batch: 5, [p0.baseAddress!, p1.baseAddress!, p2.baseAddress!],
+                                           scratch: MatmulGroupScratch(), pool: pool)
+                                    try #require(!p0.contains { $0.isNaN } && !p1.contains { $0.isNaN } && !p2.contains { $0.isNaN })
+                                }
+                            }
                         }
                     }
+                    for (m, y) in zip([a, b, c], [y0, y1, y2]) {
+                        #expect(zip(y, Self.run(m, x, batch: 5, pool: pool)).allSatisfy { $0.bitPattern == $1.bitPattern })
+                    }
                 }
-                #expect(zip(ya, Self.run(a, x, batch: 5, pool: pool)).allSatisfy { $0.bitPattern == $1.bitPattern })
-                #expect(zip(yb, Self.run(b, x, batch: 5, pool: pool)).allSatisfy { $0.bitPattern == $1.bitPattern })
             }
         }
     }

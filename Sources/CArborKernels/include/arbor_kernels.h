@@ -97,9 +97,9 @@ int arbor_matmul_rows(uint32_t weight_type, int64_t n, const void *w, size_t w_r
 /// depends only on its own inputs, bit for bit, whatever n (see activation.c for the exp).
 void arbor_swiglu_f32(float *gate, const float *up, int64_t n);
 
-/// Q4_K with 8 weight rows interleaved (see q4k_x8.c), for builds with AVX-512.
-/// 1 if this build has the x8 kernel.
-int arbor_q4_K_x8_available(void);
+/// Q4_K and Q6_K with 8 weight rows interleaved (see x8.c), for builds with AVX-512.
+/// 1 if this build has the x8 kernels.
+int arbor_x8_available(void);
 /// Bytes of the interleaved copy of `rows` × `n` Q4_K weights, or -1 unless rows % 8 == 0.
 int64_t arbor_q4_K_x8_bytes(int64_t rows, int64_t n);
 /// Writes the interleaved copy of `rows` ggml-layout Q4_K rows (`row_bytes` apart) to `dst`.
@@ -108,6 +108,12 @@ int arbor_q4_K_x8_pack(const void *src, size_t row_bytes, int64_t rows, int64_t 
 /// start of the whole copy), so a large matrix can be packed by several threads.
 int arbor_q4_K_x8_pack_groups(const void *src, size_t row_bytes, int64_t n, int64_t group_begin, int64_t group_end,
                               void *dst);
+/// Q6_K counterparts (same layout idea, same availability as the Q4_K kernel).
+int64_t arbor_q6_K_x8_bytes(int64_t rows, int64_t n);
+int arbor_q6_K_x8_pack_groups(const void *src, size_t row_bytes, int64_t n, int64_t group_begin, int64_t group_end,
+                              void *dst);
+int arbor_matmul_q6_K_x8(int64_t n, const void *packed, int64_t group_begin, int64_t group_end,
+                         const void *acts, size_t act_row_bytes, int64_t ncols, float *y, int64_t y_stride);
 /// y[c * y_stride + r] for weight rows r of groups [group_begin, group_end) (8 rows each) and
 /// activation rows c < ncols (Q8_K, act_row_bytes apart). Returns nonzero without the kernel.
 int arbor_matmul_q4_K_x8(int64_t n, const void *packed, int64_t group_begin, int64_t group_end,
