@@ -48,9 +48,6 @@ WARMUP=${WARMUP:-1}
 SERVER_WAIT=${SERVER_WAIT:-300}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 export RATE=${RATE:-20mbit}
-NETNS=scripts/netns.sh
-RELAY=scripts/delay_relay.py
-SRV_IP=10.231.2.2 MID_IP=10.231.1.1
 
 case $ARBOR in /*) ;; *) ARBOR=$PWD/$ARBOR ;; esac
 if [ -n "$out_json" ]; then case $out_json in /*) ;; *) out_json=$PWD/$out_json ;; esac; fi

@@ -1,6 +1,12 @@
 # Shell helpers shared by scripts/remote_test.sh and scripts/bench_remote.sh (sourced, not run).
 # They expect `fg_pid` to be a variable of the sourcing script.
 
+# The namespace script, the user-space delay relay, and the addresses scripts/netns.sh gives the
+# server (arbor-srv) and the relay's side of the middle namespace (arbor-mid).
+NETNS=scripts/netns.sh
+RELAY=scripts/delay_relay.py
+SRV_IP=10.231.2.2 MID_IP=10.231.1.1
+
 log() { echo "== $*" >&2; }
 
 # TERM a process we started, KILL it if it is still there after 5 s.

@@ -34,9 +34,6 @@ TOTAL_TIMEOUT=${TOTAL_TIMEOUT:-270}
 SERVER_WAIT=${SERVER_WAIT:-60}
 CLIENT_TIMEOUT=${CLIENT_TIMEOUT:-90}
 export RATE=${RATE:-20mbit}
-NETNS=scripts/netns.sh
-RELAY=scripts/delay_relay.py
-SRV_IP=10.231.2.2 MID_IP=10.231.1.1
 
 case $ARBOR in /*) ;; *) ARBOR=$PWD/$ARBOR ;; esac
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/arbor-remote-test.XXXXXX")

@@ -23,13 +23,6 @@
 
 #define ARBOR_HAVE_AVX2 1
 
-ARBOR_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /// 16 bytes of nibble pairs → 32 bytes [low nibbles (elements 0-15) | high nibbles (16-31)].
 ARBOR_INLINE __m256i unpack_nibbles32(const uint8_t *p) {
     const __m128i b = _mm_loadu_si128((const __m128i *)p);
@@ -348,15 +341,6 @@ ARBOR_INLINE void tile_q6_K_n(int64_t n, const blk_q6_K *x, const uint8_t *a, si
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 
 #define ARBOR_HAVE_AVX512 1
-
-/// acc + (Σ over int16 pairs of s·p) per int32 lane.
-ARBOR_INLINE __m512i dpwssd512(__m512i acc, __m512i s, __m512i p) {
-#if defined(__AVX512VNNI__)
-    return _mm512_dpwssd_epi32(acc, s, p);
-#else
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(s, p));
-#endif
-}
 
 /// The two 256-bit halves of v, added: the 8 int32 lanes the 256-bit tile accumulates.
 ARBOR_INLINE __m256i fold512(__m512i v) {

@@ -134,6 +134,30 @@ ARBOR_INLINE int nearest_int(float x) {
     return (i & 0x007FFFFF) - 0x00400000;
 }
 
+// MARK: SIMD helpers shared by the AVX2 / AVX-512 kernels
+
+#if defined(__AVX2__)
+/// Σ of 8 lanes in a fixed order (halves, then pairs): every kernel that ends a float chain of
+/// 8 lanes uses this one, so results that must agree bit for bit sum the same way.
+ARBOR_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+/// acc + (Σ over int16 pairs of s·p) per int32 lane: vpdpwssd where VNNI exists.
+ARBOR_INLINE __m512i dpwssd512(__m512i acc, __m512i s, __m512i p) {
+#if defined(__AVX512VNNI__)
+    return _mm512_dpwssd_epi32(acc, s, p);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(s, p));
+#endif
+}
+#endif
+
 // MARK: kernels shared between files
 
 /// What the Q4_K tiles share across a group of 8 activation rows, per Q8_K block: built once

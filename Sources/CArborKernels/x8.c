@@ -106,14 +106,6 @@ int arbor_q6_K_x8_pack_groups(const void *src, size_t row_bytes, int64_t n, int6
 
 int arbor_x8_available(void) { return 1; }
 
-ARBOR_INLINE __m512i dpwssd(__m512i acc, __m512i s, __m512i p) {
-#if defined(__AVX512VNNI__)
-    return _mm512_dpwssd_epi32(acc, s, p);
-#else
-    return _mm512_add_epi32(acc, _mm512_madd_epi16(s, p));
-#endif
-}
-
 /// 8 weight rows (one x8 group) × nc activation rows. Integer accumulators per activation row:
 /// one when several rows interleave their chains, four (by t) when one or two rows would
 /// otherwise wait on a single 32-long vpdpwssd chain. Integer sums are exact, so the count does
@@ -153,8 +145,8 @@ ARBOR_INLINE void tile_x8(int64_t nb, const blk_q4_Kx8 *x, const uint8_t *a, siz
                     const __m512i alo = _mm512_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)q8));
                     const __m512i ahi = _mm512_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(q8 + 32)));
                     const int k = na == 1 ? 0 : t;
-                    sumi[c][k] = dpwssd(sumi[c][k], scale[2 * j], _mm512_maddubs_epi16(lo, alo));
-                    sumi[c][k] = dpwssd(sumi[c][k], scale[2 * j + 1], _mm512_maddubs_epi16(hi, ahi));
+                    sumi[c][k] = dpwssd512(sumi[c][k], scale[2 * j], _mm512_maddubs_epi16(lo, alo));
+                    sumi[c][k] = dpwssd512(sumi[c][k], scale[2 * j + 1], _mm512_maddubs_epi16(hi, ahi));
                 }
             }
         }
@@ -211,20 +203,13 @@ int arbor_matmul_q4_K_x8(int64_t n, const void *packed, int64_t group_begin, int
     return 0;
 }
 
-/// The horizontal sum of 8 lanes in the row tiles' order (dot_avx2.c's hsum8).
-ARBOR_INLINE float hsum8_x8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /// Q6_K, 8 weight rows × nc activation rows, bit-identical to the row tiles (tile_q6_K_n and
 /// tile_q6_K_512): those keep 8 integer lanes per row, lane l summing elements 4l...4l+3 of
 /// every 32-element chunk less 32·(sc·bsum) of sub-blocks 2l and 2l+1, each lane its own float
-/// chain, summed at the end. Here a row's 8 bytes at offset 8t of a chunk give exactly lanes 2t
-/// and 2t+1, so one integer accumulator per t (over the block's 8 chunks) holds those two lanes
-/// for all 8 rows; the 4 float chains per row and activation row (64 floats) live in memory.
+/// chain, summed at the end with the shared hsum8. Here a row's 8 bytes at offset 8t of a chunk
+/// give exactly lanes 2t and 2t+1, so one integer accumulator per t (over the block's 8 chunks)
+/// holds those two lanes for all 8 rows; the 4 float chains per row and activation row
+/// (64 floats) live in memory.
 ARBOR_INLINE void tile6_x8(int64_t nb, const blk_q6_Kx8 *x, const uint8_t *a, size_t as, float *out, int64_t os,
                            const int nc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
@@ -264,7 +249,7 @@ ARBOR_INLINE void tile6_x8(int64_t nb, const blk_q6_Kx8 *x, const uint8_t *a, si
                     const int8_t *q8 = ((const blk_q8_K *)(a + (size_t)c * as) + i)->qs + 128 * h + 8 * t;
                     for (int k = 0; k < 4; k++) {
                         const __m512i av = _mm512_broadcastq_epi64(_mm_loadl_epi64((const __m128i *)(q8 + 32 * k)));
-                        isum[c] = dpwssd(isum[c], sv[k], _mm512_maddubs_epi16(w[k], av));
+                        isum[c] = dpwssd512(isum[c], sv[k], _mm512_maddubs_epi16(w[k], av));
                     }
                 }
             }
@@ -291,7 +276,7 @@ ARBOR_INLINE void tile6_x8(int64_t nb, const blk_q6_Kx8 *x, const uint8_t *a, si
         for (int r = 0; r < 8; r++) {
             float lane[8];
             for (int l = 0; l < 8; l++) lane[l] = acc[c][l / 2][2 * r + l % 2];
-            o[r] = hsum8_x8(_mm256_loadu_ps(lane));
+            o[r] = hsum8(_mm256_loadu_ps(lane));
         }
         _mm256_storeu_ps(out + c * os, _mm256_load_ps(o));
     }

@@ -344,16 +344,20 @@ struct ModelStorePullTests {
 @Suite struct ModelStoreLookupTests {
     @Test func defaultDirectoryPrecedence() {
         // Stand-in directories (only their names are compared; nothing is created).
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("arbor-env").path
-        let m = root + "/m", x = root + "/x", h = root + "/h"
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("arbor-env")
+        func path(_ base: URL, _ components: String...) -> String {
+            components.reduce(base) { $0.appendingPathComponent($1) }.path
+        }
+        let m = path(root, "m"), x = path(root, "x"), h = path(root, "h")
+        let home = URL(fileURLWithPath: h), cache = URL(fileURLWithPath: x)
         #expect(ModelStore.defaultDirectory(environment: [
             "ARBOR_MODELS_DIR": m, "XDG_CACHE_HOME": x, "HOME": h,
         ]).path == m)
-        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "~/models", "HOME": h]).path == h + "/models")
-        #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": x, "HOME": h]).path == x + "/arbor/models")
+        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "~/models", "HOME": h]).path == path(home, "models"))
+        #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": x, "HOME": h]).path == path(cache, "arbor", "models"))
         #expect(ModelStore.defaultDirectory(environment: ["XDG_CACHE_HOME": "relative", "HOME": h]).path
-            == h + "/.cache/arbor/models")
-        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "", "HOME": h]).path == h + "/.cache/arbor/models")
+            == path(home, ".cache", "arbor", "models"))
+        #expect(ModelStore.defaultDirectory(environment: ["ARBOR_MODELS_DIR": "", "HOME": h]).path == path(home, ".cache", "arbor", "models"))
     }
 
     @Test func resolveAcceptsPathsAndRejectsUnknownNames() throws {
