@@ -39,8 +39,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public let rowBytes: Int
     /// Whatever owns `data` (the GGUFFile for a tensor view), retained for the view's lifetime.
     public let owner: AnyObject?
-    /// The same rows regrouped 8 at a time for the x8 kernel (`interleavedForMatmul()`), or nil.
-    /// When set, `matmul` reads only this copy.
+    /// The same rows regrouped 8 at a time for the x8 kernels (`interleavedForMatmul()`), or nil.
+    /// When set, `matmul` reads this copy: always for Q4_K, for batches of 2 or more for Q6_K.
     public let interleaved: UnsafeRawPointer?
     private let interleavedStorage: InterleavedRows?
 
