@@ -51,7 +51,7 @@ struct NGramDrafterTests {
 
     @Test func repeatedPhraseIsProposedAsAChain() throws {
         let d = NGramDrafter(minMatch: 2, maxMatch: 4)
-        let tree = try d.draft(context: [1, 2, 3, 4, 5, 9, 1, 2, 3], budget: .chain(4))
+        let tree = try d.draft(context: [1, 2, 3, 4, 5, 9, 1, 2, 3], budget: .chain(4)).tree
         #expect(tree.tokens == [4, 5, 9, 1])
         #expect(tree.parents == [-1, 0, 1, 2])
         expectWellFormed(tree, within: .chain(4))
@@ -59,18 +59,18 @@ struct NGramDrafterTests {
 
     @Test func noMatchGivesAnEmptyTree() throws {
         let d = NGramDrafter(minMatch: 2, maxMatch: 4)
-        #expect(try d.draft(context: [1, 2, 3, 4, 5, 6], budget: wide).isEmpty)
-        #expect(try d.draft(context: [], budget: wide).isEmpty)
-        #expect(try d.draft(context: [7], budget: wide).isEmpty)
+        #expect(try d.draft(context: [1, 2, 3, 4, 5, 6], budget: wide).tree.isEmpty)
+        #expect(try d.draft(context: [], budget: wide).tree.isEmpty)
+        #expect(try d.draft(context: [7], budget: wide).tree.isEmpty)
         // Matches exist but the budget forbids drafting.
-        #expect(try d.draft(context: [1, 2, 3, 1, 2], budget: .none).isEmpty)
+        #expect(try d.draft(context: [1, 2, 3, 1, 2], budget: .none).tree.isEmpty)
     }
 
     @Test func longestMatchWins() throws {
         let d = NGramDrafter(minMatch: 2, maxMatch: 4)
         let budget = DraftBudget(maxNodes: 10, maxDepth: 2, maxWidth: 2)
         // The 4-gram [0,1,2,3] occurs once before: it beats the 3-gram and proposes [5,6] only.
-        let tree = try d.draft(context: [1, 2, 3, 7, 8, 0, 1, 2, 3, 5, 6, 0, 1, 2, 3], budget: budget)
+        let tree = try d.draft(context: [1, 2, 3, 7, 8, 0, 1, 2, 3, 5, 6, 0, 1, 2, 3], budget: budget).tree
         #expect(tree.tokens == [5, 6])
         #expect(tree.parents == [-1, 0])
     }
@@ -78,7 +78,7 @@ struct NGramDrafterTests {
     @Test func divergentContinuationsBecomeSiblingsNewestFirst() throws {
         let d = NGramDrafter(minMatch: 2, maxMatch: 4)
         let budget = DraftBudget(maxNodes: 10, maxDepth: 2, maxWidth: 2)
-        let tree = try d.draft(context: [1, 2, 3, 7, 8, 10, 1, 2, 3, 5, 6, 11, 1, 2, 3], budget: budget)
+        let tree = try d.draft(context: [1, 2, 3, 7, 8, 10, 1, 2, 3, 5, 6, 11, 1, 2, 3], budget: budget).tree
         #expect(tree.tokens == [5, 7, 6, 8])
         #expect(tree.parents == [-1, -1, 0, 1])
         // One of two matches, match length 3: 1/(2+1) · 3/4.
@@ -89,7 +89,7 @@ struct NGramDrafterTests {
     @Test func mostFrequentContinuationComesFirst() throws {
         let d = NGramDrafter(minMatch: 2, maxMatch: 4)
         let budget = DraftBudget(maxNodes: 4, maxDepth: 1, maxWidth: 4)
-        let tree = try d.draft(context: [1, 2, 3, 7, 10, 1, 2, 3, 5, 11, 1, 2, 3, 7, 12, 1, 2, 3], budget: budget)
+        let tree = try d.draft(context: [1, 2, 3, 7, 10, 1, 2, 3, 5, 11, 1, 2, 3, 7, 12, 1, 2, 3], budget: budget).tree
         #expect(tree.tokens == [7, 5])
         #expect(tree.confidences[0] > tree.confidences[1])
     }
@@ -97,7 +97,7 @@ struct NGramDrafterTests {
     @Test func sharedPrefixesAreMergedIntoOnePath() throws {
         let d = NGramDrafter(minMatch: 2, maxMatch: 4)
         let budget = DraftBudget(maxNodes: 10, maxDepth: 3, maxWidth: 2)
-        let tree = try d.draft(context: [1, 2, 3, 4, 5, 6, 10, 1, 2, 3, 4, 5, 7, 11, 1, 2, 3], budget: budget)
+        let tree = try d.draft(context: [1, 2, 3, 4, 5, 6, 10, 1, 2, 3, 4, 5, 7, 11, 1, 2, 3], budget: budget).tree
         #expect(tree.tokens == [4, 5, 7, 6])
         #expect(tree.parents == [-1, 0, 1, 1])
         // Two agreeing matches are trusted more than one.
@@ -109,22 +109,22 @@ struct NGramDrafterTests {
         let d = NGramDrafter(minMatch: 1, maxMatch: 1)
         let budget = DraftBudget(maxNodes: 10, maxDepth: 1, maxWidth: 2)
         // After 9: 4 (twice), 5 (once, newest), 6 (once).
-        let tree = try d.draft(context: [9, 6, 9, 4, 9, 4, 9, 5, 9], budget: budget)
+        let tree = try d.draft(context: [9, 6, 9, 4, 9, 4, 9, 5, 9], budget: budget).tree
         #expect(tree.tokens == [4, 5])
     }
 
     @Test func contextThatIsNotAnExtensionIsReindexed() throws {
         let d = NGramDrafter()
-        _ = try d.draft(context: [1, 2, 3, 4, 1, 2], budget: wide)
+        _ = try d.draft(context: [1, 2, 3, 4, 1, 2], budget: wide).tree
         // A different request without begin: the old tokens must not leak into the proposals.
-        let tree = try d.draft(context: [8, 9, 8, 9, 1, 2], budget: wide)
-        let fresh = try NGramDrafter().draft(context: [8, 9, 8, 9, 1, 2], budget: wide)
+        let tree = try d.draft(context: [8, 9, 8, 9, 1, 2], budget: wide).tree
+        let fresh = try NGramDrafter().draft(context: [8, 9, 8, 9, 1, 2], budget: wide).tree
         #expect(tree == fresh)
         #expect(tree.isEmpty)
         #expect(d.indexedCount == 6)
         try d.begin(prompt: [5, 6, 7], sampling: .greedy)
         #expect(d.indexedCount == 3)
-        #expect(try d.draft(context: [5, 6, 7, 5, 6], budget: .chain(2)).tokens == [7, 5])
+        #expect(try d.draft(context: [5, 6, 7, 5, 6], budget: .chain(2)).tree.tokens == [7, 5])
     }
 
     @Test(arguments: [UInt64(1), 2, 3])
@@ -142,8 +142,8 @@ struct NGramDrafterTests {
             let context = Array(all[..<length])
             let budget = budgets[round % budgets.count]
             round += 1
-            let a = try incremental.draft(context: context, budget: budget)
-            let b = try NGramDrafter(minMatch: 1, maxMatch: 4).draft(context: context, budget: budget)
+            let a = try incremental.draft(context: context, budget: budget).tree
+            let b = try NGramDrafter(minMatch: 1, maxMatch: 4).draft(context: context, budget: budget).tree
             #expect(a == b, "round \(round), length \(length)")
             expectWellFormed(a, within: budget)
             if a != b { return }
@@ -156,7 +156,7 @@ struct NGramDrafterTests {
             let context = randomTokens(50 + trial * 7, alphabet: 3 + trial % 5, seed: UInt64(trial))
             let budget = DraftBudget(maxNodes: 1 + Int(g.next() % 30), maxDepth: 1 + Int(g.next() % 8),
                                      maxWidth: 1 + Int(g.next() % 4))
-            let tree = try NGramDrafter(minMatch: 1, maxMatch: 4).draft(context: context, budget: budget)
+            let tree = try NGramDrafter(minMatch: 1, maxMatch: 4).draft(context: context, budget: budget).tree
             #expect(!tree.isEmpty)
             expectWellFormed(tree, within: budget)
         }
@@ -175,12 +175,12 @@ struct NGramDrafterTests {
         let elapsed = try clock.measure {
             for i in 0..<calls {
                 grown.append(context[3000 + i])
-                nodes += try d.draft(context: grown, budget: budget).count
+                nodes += try d.draft(context: grown, budget: budget).tree.count
             }
         }
         print("NGramDrafter: \(microseconds(elapsed) / Double(calls)) µs per draft call, context 3 000–4 000 tokens, "
               + "\(Double(nodes) / Double(calls)) nodes per tree")
-        let fresh = clock.measure { _ = try? NGramDrafter().draft(context: context, budget: budget) }
+        let fresh = clock.measure { _ = try? NGramDrafter().draft(context: context, budget: budget).tree }
         print("NGramDrafter: \(microseconds(fresh)) µs to index \(context.count) tokens from scratch and draft")
     }
 }

@@ -19,7 +19,11 @@ final class RandomTreeDrafter: Drafter {
         self.oracle = oracle
     }
 
-    func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree {
+    func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
+        Draft(tree: try proposeTree(context: context, budget: budget))
+    }
+
+    func proposeTree(context: [Int32], budget: DraftBudget) throws -> TokenTree {
         rounds += 1
         var tree = TokenTree()
         var paths: [[Int32]] = []
@@ -145,7 +149,11 @@ final class TableDrafter: Drafter {
         self.pointMass = pointMass
     }
 
-    func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree {
+    func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
+        Draft(tree: try proposeTree(context: context, budget: budget))
+    }
+
+    func proposeTree(context: [Int32], budget: DraftBudget) throws -> TokenTree {
         var tree = TokenTree()
         if pointMass {
             // The draft table's top tokens (1...maxWidth of them) under the context, and under the

@@ -201,22 +201,28 @@ struct SpeculativeGenerationTests {
     }
 }
 
-@Suite("Speculation controller")
+@Suite("Round policy: the tps controller")
 struct SpeculationControllerTests {
     /// A round whose target pass costs `ms(b)` and accepts `accepted` nodes of a chain.
-    func observe(_ c: SpeculationController, tree: TokenTree, accepted: Int, ms: (Int) -> Double, draftMs: Double = 0) {
+    func observe(_ c: RoundPolicy, plan: RoundPlan = RoundPlan(budget: .chain(4)), tree: TokenTree, accepted: Int, ms: (Int) -> Double, draftMs: Double = 0) {
         let b = tree.count + 1
-        c.observe(tree: tree, result: VerificationResult(acceptedNodes: Array(0..<accepted), nextToken: 0, batchSize: b, targetMilliseconds: ms(b)),
-                  draftMilliseconds: draftMs, draftDepth: tree.maxDepth)
+        let result = VerificationResult(acceptedNodes: Array(0..<accepted), nextToken: 0, batchSize: b, targetMilliseconds: ms(b))
+        let draft = Draft(tree: tree, cost: DraftCost(milliseconds: draftMs, steps: tree.maxDepth))
+        c.observe(RoundRecord(plan: plan, draft: draft, sent: tree, prediction: RoundPrediction(), result: result,
+                              use: ResourceUse(), milliseconds: ms(b) + draftMs))
+    }
+
+    func select(_ c: RoundPolicy, _ tree: TokenTree) -> TokenTree {
+        c.select(Draft(tree: tree), plan: RoundPlan(budget: .chain(4))).tree
     }
 
     @Test("Costly batches and hopeless drafts: the controller sends nothing (plain rounds, with rare probes)")
     func hopelessDraftsAreDropped() {
-        let c = SpeculationController(configuration: SpeculationConfiguration(budget: .chain(4)), drafterCostsTime: false)
+        let c = RoundPolicy(configuration: SpeculationConfiguration(budget: .chain(4)), drafterCostsTime: false)
         let cost: (Int) -> Double = { 10 + 6 * Double($0 - 1) }
         var sent = 0
         for _ in 0..<200 {
-            let tree = c.select(TokenTree(chain: [1, 2, 3, 4], confidences: [0.9, 0.9, 0.9, 0.9]), draftMilliseconds: 0)
+            let tree = select(c, TokenTree(chain: [1, 2, 3, 4], confidences: [0.9, 0.9, 0.9, 0.9]))
             sent += tree.count
             observe(c, tree: tree, accepted: 0, ms: cost)
         }
@@ -225,11 +231,11 @@ struct SpeculationControllerTests {
 
     @Test("Cheap batches and good drafts: the controller sends the chain")
     func goodDraftsAreSent() {
-        let c = SpeculationController(configuration: SpeculationConfiguration(budget: .chain(4)), drafterCostsTime: false)
+        let c = RoundPolicy(configuration: SpeculationConfiguration(budget: .chain(4)), drafterCostsTime: false)
         let cost: (Int) -> Double = { 10 + 0.5 * Double($0 - 1) }
         var last = 0
         for _ in 0..<50 {
-            let tree = c.select(TokenTree(chain: [1, 2, 3, 4], confidences: [0.9, 0.9, 0.9, 0.9]), draftMilliseconds: 0)
+            let tree = select(c, TokenTree(chain: [1, 2, 3, 4], confidences: [0.9, 0.9, 0.9, 0.9]))
             last = tree.count
             observe(c, tree: tree, accepted: tree.count, ms: cost)
         }
@@ -238,15 +244,23 @@ struct SpeculationControllerTests {
 
     @Test("A slow draft model is not used when its steps cost more than they save")
     func slowDraftModelIsSkipped() {
-        let c = SpeculationController(configuration: SpeculationConfiguration(budget: .chain(4)), drafterCostsTime: true)
+        let c = RoundPolicy(configuration: SpeculationConfiguration(budget: .chain(4)), drafterCostsTime: true)
         let cost: (Int) -> Double = { 10 + 8 * Double($0 - 1) }
         var drafted = 0
         for _ in 0..<100 {
-            let b = c.budget(remaining: 100, room: 100)
+            let plan = c.plan(remaining: 100, room: 100)
+            let b = plan.budget
             drafted += b.maxDepth
             let tree = b.maxDepth > 0 ? TokenTree(chain: Array(repeating: 1, count: b.maxDepth), confidences: Array(repeating: 0.5, count: b.maxDepth)) : TokenTree()
-            observe(c, tree: tree, accepted: min(1, tree.count), ms: cost, draftMs: 9 * Double(b.maxDepth))
+            observe(c, plan: plan, tree: tree, accepted: min(1, tree.count), ms: cost, draftMs: 9 * Double(b.maxDepth))
         }
         #expect(drafted < 30, "drafted \(drafted) depth steps")
+    }
+
+    @Test("Plans never exceed the verifier's tree limit")
+    func respectsTreeLimit() {
+        let c = RoundPolicy(configuration: SpeculationConfiguration(budget: DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: false), drafterCostsTime: false)
+        let plan = c.plan(remaining: 100, room: 100, maxTreeNodes: 5)
+        #expect(plan.budget.maxNodes == 5 && plan.budget.maxDepth == 5)
     }
 }

@@ -6,7 +6,7 @@ import Testing
 struct SuffixDrafterTests {
     @Test func repeatedPhraseIsProposedAsAChain() throws {
         let d = SuffixDrafter()
-        let tree = try d.draft(context: [1, 2, 3, 4, 5, 9, 1, 2, 3], budget: .chain(4))
+        let tree = try d.draft(context: [1, 2, 3, 4, 5, 9, 1, 2, 3], budget: .chain(4)).tree
         #expect(tree.tokens == [4, 5, 9, 1])
         #expect(tree.parents == [-1, 0, 1, 2])
         // One earlier occurrence, smoothed: 1 / (1 + 1).
@@ -16,15 +16,15 @@ struct SuffixDrafterTests {
 
     @Test func noMatchGivesAnEmptyTree() throws {
         let d = SuffixDrafter()
-        #expect(try d.draft(context: [1, 2, 3, 4, 5, 6], budget: .chain(4)).isEmpty)
-        #expect(try d.draft(context: [], budget: .chain(4)).isEmpty)
-        #expect(try d.draft(context: [1, 2, 1], budget: .none).isEmpty)
+        #expect(try d.draft(context: [1, 2, 3, 4, 5, 6], budget: .chain(4)).tree.isEmpty)
+        #expect(try d.draft(context: [], budget: .chain(4)).tree.isEmpty)
+        #expect(try d.draft(context: [1, 2, 1], budget: .none).tree.isEmpty)
     }
 
     @Test func divergentContinuationsBecomeSiblings() throws {
         let d = SuffixDrafter()
         let budget = DraftBudget(maxNodes: 10, maxDepth: 2, maxWidth: 2)
-        let tree = try d.draft(context: [1, 2, 3, 7, 8, 10, 1, 2, 3, 5, 6, 11, 1, 2, 3], budget: budget)
+        let tree = try d.draft(context: [1, 2, 3, 7, 8, 10, 1, 2, 3, 5, 6, 11, 1, 2, 3], budget: budget).tree
         // Equal counts: smaller token first; then best-first by path score.
         #expect(tree.tokens == [5, 7, 6, 8])
         #expect(tree.parents == [-1, -1, 0, 1])
@@ -35,7 +35,7 @@ struct SuffixDrafterTests {
     @Test func mostFrequentContinuationComesFirst() throws {
         let d = SuffixDrafter()
         let budget = DraftBudget(maxNodes: 4, maxDepth: 1, maxWidth: 4)
-        let tree = try d.draft(context: [1, 2, 3, 7, 10, 1, 2, 3, 5, 11, 1, 2, 3, 7, 12, 1, 2, 3], budget: budget)
+        let tree = try d.draft(context: [1, 2, 3, 7, 10, 1, 2, 3, 5, 11, 1, 2, 3, 7, 12, 1, 2, 3], budget: budget).tree
         #expect(tree.tokens == [7, 5])
         #expect(tree.confidences == [0.5, 0.25])
     }
@@ -43,37 +43,37 @@ struct SuffixDrafterTests {
     @Test func treeSizeGrowsWithMatchLength() throws {
         // A one-token match ([1]) earns ceil(alpha · 1) nodes.
         let context: [Int32] = [5, 1, 2, 3, 4, 6, 1]
-        #expect(try SuffixDrafter(alpha: 2).draft(context: context, budget: .chain(8)).tokens == [2, 3])
-        #expect(try SuffixDrafter(alpha: 1).draft(context: context, budget: .chain(8)).tokens == [2])
+        #expect(try SuffixDrafter(alpha: 2).draft(context: context, budget: .chain(8)).tree.tokens == [2, 3])
+        #expect(try SuffixDrafter(alpha: 1).draft(context: context, budget: .chain(8)).tree.tokens == [2])
         // A four-token match earns up to eight.
         let long: [Int32] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 1, 2, 3, 4]
-        #expect(try SuffixDrafter(alpha: 2).draft(context: long, budget: .chain(16)).count == 8)
+        #expect(try SuffixDrafter(alpha: 2).draft(context: long, budget: .chain(16)).tree.count == 8)
     }
 
     @Test func minConfidencePrunesRareContinuations() throws {
         // After [1]: 2 four times, 9 once; 1/(5+1) < 0.2 is dropped.
         let context: [Int32] = [1, 2, 1, 2, 1, 2, 1, 2, 1, 9, 1]
-        let tree = try SuffixDrafter(alpha: 4, minConfidence: 0.2).draft(context: context, budget: DraftBudget(maxNodes: 4, maxDepth: 1, maxWidth: 4))
+        let tree = try SuffixDrafter(alpha: 4, minConfidence: 0.2).draft(context: context, budget: DraftBudget(maxNodes: 4, maxDepth: 1, maxWidth: 4)).tree
         #expect(tree.tokens == [2])
     }
 
     @Test func learnsAcrossRequests() throws {
         let d = SuffixDrafter()
         try d.begin(prompt: [100, 101, 102], sampling: .greedy)
-        #expect(try d.draft(context: [100, 101, 102, 1, 2, 3, 4], budget: .chain(4)).isEmpty)
+        #expect(try d.draft(context: [100, 101, 102, 1, 2, 3, 4], budget: .chain(4)).tree.isEmpty)
         d.end(context: [100, 101, 102, 1, 2, 3, 4, 5, 6, 7, 8], promptCount: 3)
         #expect(d.globalTokenCount == 8)
 
         try d.begin(prompt: [200, 201, 2, 3], sampling: .greedy)
-        let tree = try d.draft(context: [200, 201, 2, 3], budget: .chain(4))
+        let tree = try d.draft(context: [200, 201, 2, 3], budget: .chain(4)).tree
         #expect(tree.tokens == [4, 5, 6, 7])
         expectWellFormed(tree, within: .chain(4))
         // Prompts are not indexed by default.
-        #expect(try d.draft(context: [300, 100, 101], budget: .chain(4)).isEmpty)
+        #expect(try d.draft(context: [300, 100, 101], budget: .chain(4)).tree.isEmpty)
 
         let withPrompts = SuffixDrafter(indexPrompts: true)
         withPrompts.end(context: [100, 101, 102, 1, 2, 3, 4, 5, 6, 7, 8], promptCount: 3)
-        #expect(try withPrompts.draft(context: [300, 100, 101], budget: .chain(3)).tokens == [102, 1, 2])
+        #expect(try withPrompts.draft(context: [300, 100, 101], budget: .chain(3)).tree.tokens == [102, 1, 2])
     }
 
     @Test func theBetterOfTheTwoIndicesWins() throws {
@@ -81,7 +81,7 @@ struct SuffixDrafterTests {
         // Earlier requests agree: after [7, 8] comes 9, three times.
         for _ in 0..<3 { d.end(context: [50, 7, 8, 9, 51], promptCount: 1) }
         try d.begin(prompt: [7, 8, 4, 7, 8], sampling: .greedy)
-        let tree = try d.draft(context: [7, 8, 4, 7, 8], budget: DraftBudget(maxNodes: 1, maxDepth: 1, maxWidth: 1))
+        let tree = try d.draft(context: [7, 8, 4, 7, 8], budget: DraftBudget(maxNodes: 1, maxDepth: 1, maxWidth: 1)).tree
         // The request itself says 4 (1 of 1: 0.5); the global index says 9 (3 of 3: 0.75).
         #expect(tree.tokens == [9])
         #expect(tree.confidences == [0.75])
@@ -107,7 +107,7 @@ struct SuffixDrafterTests {
             let query = randomTokens(6, alphabet: 12, seed: UInt64(1000 + q))
             try d.begin(prompt: query, sampling: .greedy)
             try fresh.begin(prompt: query, sampling: .greedy)
-            #expect(try d.draft(context: query, budget: budget) == fresh.draft(context: query, budget: budget))
+            #expect(try d.draft(context: query, budget: budget).tree == fresh.draft(context: query, budget: budget).tree)
         }
         // A request longer than the cap keeps only its last tokens.
         d.end(context: randomTokens(500, alphabet: 12, seed: 77), promptCount: 0)
@@ -156,8 +156,8 @@ struct SuffixDrafterTests {
             round += 1
             let rebuilt = SuffixDrafter(maxPatternLength: 12, maxSpeculationDepth: 8)
             rebuilt.end(context: earlier, promptCount: 0)
-            let a = try incremental.draft(context: context, budget: budget)
-            let b = try rebuilt.draft(context: context, budget: budget)
+            let a = try incremental.draft(context: context, budget: budget).tree
+            let b = try rebuilt.draft(context: context, budget: budget).tree
             #expect(a == b, "round \(round), length \(length)")
             #expect(incremental.requestNodeCount == rebuilt.requestNodeCount)
             expectWellFormed(a, within: budget)
@@ -167,7 +167,7 @@ struct SuffixDrafterTests {
         let other = randomTokens(200, alphabet: 6, seed: seed &+ 7)
         let rebuilt = SuffixDrafter(maxPatternLength: 12, maxSpeculationDepth: 8)
         rebuilt.end(context: earlier, promptCount: 0)
-        #expect(try incremental.draft(context: other, budget: budgets[1]) == rebuilt.draft(context: other, budget: budgets[1]))
+        #expect(try incremental.draft(context: other, budget: budgets[1]).tree == rebuilt.draft(context: other, budget: budgets[1]).tree)
     }
 
     @Test func confidencesAreInRangeAndBudgetsRespectedOnRandomInput() throws {
@@ -178,7 +178,7 @@ struct SuffixDrafterTests {
             let budget = DraftBudget(maxNodes: 1 + Int(g.next() % 30), maxDepth: 1 + Int(g.next() % 8),
                                      maxWidth: 1 + Int(g.next() % 4))
             try d.begin(prompt: context, sampling: .greedy)
-            let tree = try d.draft(context: context, budget: budget)
+            let tree = try d.draft(context: context, budget: budget).tree
             #expect(!tree.isEmpty)
             expectWellFormed(tree, within: budget)
             d.end(context: context, promptCount: context.count / 2)
@@ -201,7 +201,7 @@ struct SuffixDrafterTests {
         let elapsed = try clock.measure {
             for i in 0..<calls {
                 grown.append(context[3000 + i])
-                nodes += try d.draft(context: grown, budget: budget).count
+                nodes += try d.draft(context: grown, budget: budget).tree.count
             }
         }
         print("SuffixDrafter: \(microseconds(elapsed) / Double(calls)) µs per draft call, context 3 000–4 000 tokens, "

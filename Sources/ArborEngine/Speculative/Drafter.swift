@@ -39,12 +39,11 @@ public protocol Drafter: AnyObject {
     /// (a model drafter samples its own proposals with it when it is not greedy).
     func begin(prompt: [Int32], sampling: SamplingParameters) throws
     /// Proposes a tree whose roots continue `context` (the prompt and all committed output; its
-    /// last token is the newest). An empty tree means "nothing to propose".
-    func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree
-    /// Time the last `draft` call spent catching up with committed tokens it had not seen (a
-    /// model drafter after rounds without drafting), as opposed to drafting proper. The
-    /// controller prices drafting per depth step without it.
-    var lastCatchUpMilliseconds: Double { get }
+    /// last token is the newest), with what it cost the drafter (its forward passes, and the time
+    /// spent catching up with committed tokens it had not seen, which the policy prices apart
+    /// from drafting proper). An empty tree means "nothing to propose". Wall time, CPU time and
+    /// energy are filled in by `measuredDraft`.
+    func draft(context: [Int32], budget: DraftBudget) throws -> Draft
     /// The request ended; `context` is the final committed sequence, the first `promptCount`
     /// tokens of which were the prompt. Drafters that learn across requests keep it.
     func end(context: [Int32], promptCount: Int)
@@ -52,7 +51,20 @@ public protocol Drafter: AnyObject {
 
 extension Drafter {
     public var costsTimePerStep: Bool { false }
-    public var lastCatchUpMilliseconds: Double { 0 }
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {}
     public func end(context: [Int32], promptCount: Int) {}
+}
+
+extension Drafter {
+    /// `draft`, with its wall time, process CPU time and energy measured around the call.
+    public func measuredDraft(context: [Int32], budget: DraftBudget, meter: EnergyMeter) throws -> Draft {
+        let start = Clock.now
+        let reading = meter.read()
+        var draft = try self.draft(context: context, budget: budget)
+        let (cpu, joules) = meter.since(reading)
+        draft.cost.milliseconds = Clock.millisecondsSince(start)
+        draft.cost.cpuMilliseconds = cpu
+        draft.cost.joules = joules
+        return draft
+    }
 }

@@ -5,6 +5,8 @@ public final class LocalVerifier: Verifier {
     public let model: any LanguageModel
     /// Tokens per forward call while reading the prompt.
     public var prefillChunk: Int
+    /// Measures the energy of each target pass (RAPL where readable, else CPU time × W/core).
+    public var meter = EnergyMeter()
 
     private var cache: (any KVCache)?
     private var acceptor: TreeAcceptor?
@@ -39,8 +41,14 @@ public final class LocalVerifier: Verifier {
     public func verify(_ tree: TokenTree) throws -> VerificationResult {
         let pass = try batch(for: tree)
         let start = Clock.now
+        let reading = meter.read()
         let logits = try model.forward(pass.batch, cache: pass.cache)
-        return try finish(tree, logits: logits, base: pass.base, targetMilliseconds: Clock.millisecondsSince(start))
+        let (cpu, joules) = meter.since(reading)
+        var result = try finish(tree, logits: logits, base: pass.base, targetMilliseconds: Clock.millisecondsSince(start))
+        result.cost.targetCPUMilliseconds = cpu
+        result.cost.targetJoules = joules
+        result.cost.targetEnergySource = meter.source
+        return result
     }
 
     /// Verifies several requests' trees in one target pass (a server's sessions sharing the
@@ -62,13 +70,23 @@ public final class LocalVerifier: Verifier {
             results[i] = Result { try items[i].verifier.verify(items[i].tree) }
         } else if !passes.isEmpty {
             let start = Clock.now
+            let meter = items[0].verifier.meter
+            let reading = meter.read()
             do {
                 let logits = try items[0].verifier.model.forward(segments: passes.map { ($0.pass.batch, $0.pass.cache) })
                 let ms = Clock.millisecondsSince(start)
+                let (cpu, joules) = meter.since(reading)
                 let total = Double(passes.reduce(0) { $0 + $1.pass.batch.tokens.count })
                 for (k, p) in passes.enumerated() {
-                    let share = ms * Double(p.pass.batch.tokens.count) / total
-                    results[p.index] = Result { try items[p.index].verifier.finish(items[p.index].tree, logits: logits[k], base: p.pass.base, targetMilliseconds: share) }
+                    // Each session is billed its share of the pass, by tokens.
+                    let share = Double(p.pass.batch.tokens.count) / total
+                    results[p.index] = Result {
+                        var r = try items[p.index].verifier.finish(items[p.index].tree, logits: logits[k], base: p.pass.base, targetMilliseconds: ms * share)
+                        r.cost.targetCPUMilliseconds = cpu * share
+                        r.cost.targetJoules = joules * share
+                        r.cost.targetEnergySource = meter.source
+                        return r
+                    }
                 }
             } catch {
                 // The model checks every segment before touching a cache: each can run alone.

@@ -11,18 +11,39 @@ public final class SpeculativeGenerator {
     public let verifier: any Verifier
     public let drafter: (any Drafter)?
     public let tokenizer: any Tokenizer
-    public var configuration: SpeculationConfiguration
+    /// Plans every round; it and what it learned outlive each request (give the same policy to
+    /// the next generator, or persist `policy.profile`).
+    public let policy: RoundPolicy
+    public var configuration: SpeculationConfiguration {
+        get { policy.configuration }
+        set { policy.configuration = newValue }
+    }
 
     public init(verifier: any Verifier, drafter: (any Drafter)?, tokenizer: any Tokenizer,
-                configuration: SpeculationConfiguration = SpeculationConfiguration()) {
+                configuration: SpeculationConfiguration = SpeculationConfiguration(), profile: CostProfile = CostProfile()) {
         self.verifier = verifier
         self.drafter = drafter
         self.tokenizer = tokenizer
-        self.configuration = configuration
+        policy = RoundPolicy(configuration: configuration, drafterCostsTime: drafter?.costsTimePerStep ?? false, profile: profile)
+    }
+
+    public init(verifier: any Verifier, drafter: (any Drafter)?, tokenizer: any Tokenizer, policy: RoundPolicy) {
+        self.verifier = verifier
+        self.drafter = drafter
+        self.tokenizer = tokenizer
+        self.policy = policy
+    }
+
+    /// A tree drafted ahead, during the previous round's verification, for a context assumed to
+    /// be committed by then.
+    private struct AheadDraft {
+        /// The context it continues (committed context + the most likely path of the tree sent).
+        var context: [Int32]
+        var draft: Draft
     }
 
     /// Generates from prompt token ids; `onText` receives each complete piece of text (return
-    /// false to stop early). `stats.speculative` carries the round telemetry.
+    /// false to stop early). `stats.speculative` carries the round telemetry and the cost report.
     public func generate(
         promptTokens: [Int32], parameters: GenerationParameters,
         onText: (String) -> Bool = { _ in true }
@@ -33,10 +54,14 @@ public final class SpeculativeGenerator {
         guard promptTokens.count + parameters.maxTokens <= limit else {
             throw GenerationError.tooLong(promptTokens: promptTokens.count, maxTokens: parameters.maxTokens, contextLength: limit)
         }
-        let controller = SpeculationController(configuration: configuration, drafterCostsTime: drafter?.costsTimePerStep ?? false)
+        let meter = EnergyMeter(wattsPerCore: configuration.wattsPerCore)
         var stats = GenerationStats(promptTokens: promptTokens.count)
         var spec = SpeculativeStats(drafter: drafter?.name ?? "none")
+        var report = CostReport(preferences: configuration.preferences, draftEnergySource: meter.source)
         var output = OutputStream(tokenizer: tokenizer, parameters: parameters)
+        // Drafting ahead needs a verifier that lets this thread work while it waits, and
+        // deterministic drafts (a sampled draft must not be chosen by the target's verdict).
+        let pipelined = configuration.proactive && parameters.sampling.isGreedy ? verifier as? PipelinedVerifier : nil
 
         var start = Clock.now
         let capacity = min(limit, promptTokens.count + parameters.maxTokens + configuration.budget.maxNodes + 1)
@@ -50,32 +75,97 @@ public final class SpeculativeGenerator {
         start = Clock.now
 
         var context = promptTokens
+        var ahead: AheadDraft?
         while !output.isFinished {
-            // 1. Draft, within what may still be emitted and what the target can hold.
+            let roundStart = Clock.now
+            // 1. Plan within what may still be emitted and what the target can hold, then draft
+            //    (or take the tree drafted ahead, when its assumed context came true).
             let remaining = parameters.maxTokens - output.tokens.count
             let room = limit - context.count - 1
-            let budget = drafter == nil ? .none : controller.budget(remaining: remaining, room: room)
-            let draftStart = Clock.now
-            var tree = TokenTree()
-            if let drafter, budget != .none {
-                tree = try drafter.draft(context: context, budget: budget)
-                try Self.check(tree, budget: budget, vocabularySize: verifier.vocabularySize)
+            let plan = drafter == nil ? .plain : policy.plan(remaining: remaining, room: room, maxTreeNodes: verifier.maxTreeNodes)
+            var draft = Draft()
+            var draftedAhead = false
+            if let a = ahead {
+                ahead = nil
+                if a.context == context, !plan.isPlain, let fitted = Self.fit(a.draft.tree, to: plan.budget) {
+                    try Self.check(fitted, budget: plan.budget, vocabularySize: verifier.vocabularySize)
+                    draft = Draft(tree: fitted, cost: a.draft.cost)
+                    draftedAhead = true
+                    spec.proactive.hits += 1
+                    spec.proactive.savedDraftMilliseconds += a.draft.cost.milliseconds
+                } else {
+                    spec.proactive.misses += 1
+                    spec.proactive.wastedDraftMilliseconds += a.draft.cost.milliseconds
+                }
             }
-            let draftMs = Clock.millisecondsSince(draftStart)
-            tree = controller.select(tree, draftMilliseconds: draftMs)
+            if !draftedAhead, let drafter, !plan.isPlain {
+                draft = try drafter.measuredDraft(context: context, budget: plan.budget, meter: meter)
+                try Self.check(draft.tree, budget: plan.budget, vocabularySize: verifier.vocabularySize)
+            }
+            var selection = policy.select(draft, plan: plan)
+            if draftedAhead {
+                // Already paid for during the last round: this round's time has no drafting in it.
+                selection.prediction = policy.predict(nodes: selection.tree.count, accepted: selection.prediction.tokens - 1,
+                                                      draftJoules: draft.cost.joules)
+            }
 
             // 2. Verify in one target pass; the verifier keeps the accepted path in its cache.
-            let result = try verifier.verify(tree)
-            controller.observe(tree: tree, result: result, draftMilliseconds: draftMs, draftDepth: budget.maxDepth,
-                               catchUpMilliseconds: budget == .none ? 0 : drafter?.lastCatchUpMilliseconds ?? 0)
-            spec.record(tree: tree, result: result, draftMilliseconds: draftMs)
+            //    While a remote target works, draft the next tree for the most likely outcome.
+            let result: VerificationResult
+            if let pipelined, let drafter, policy.shouldDraftAhead(selection, nextDepth: plan.budget.maxDepth) {
+                try pipelined.send(selection.tree)
+                let path = policy.likelyPath(selection.tree).map { selection.tree.tokens[$0] }
+                var budget = plan.budget
+                // One level deeper: the next round's roots are the children of the target's own
+                // token, which is this tree's root.
+                budget.maxDepth += 1
+                budget.maxNodes += budget.maxWidth
+                let assumed = context + path
+                if let early = try? drafter.measuredDraft(context: assumed, budget: budget, meter: meter) {
+                    ahead = AheadDraft(context: assumed, draft: early)
+                    spec.proactive.started += 1
+                }
+                result = try pipelined.receive()
+            } else {
+                result = try verifier.verify(selection.tree)
+            }
+            let committed = result.acceptedNodes.map { selection.tree.tokens[$0] } + [result.nextToken]
+            if let a = ahead {
+                // The tree drafted ahead continues `assumed`; it serves the next round only if the
+                // verdict committed exactly that path, and then only under the target's own token.
+                let expected = Array(a.context[context.count...])
+                if committed.count == expected.count + 1, Array(committed.dropLast()) == expected,
+                   let root = a.draft.tree.child(of: -1, token: result.nextToken) {
+                    ahead = AheadDraft(context: a.context + [result.nextToken],
+                                       draft: Draft(tree: a.draft.tree.descendants(of: root), cost: a.draft.cost))
+                } else {
+                    spec.proactive.misses += 1
+                    spec.proactive.wastedDraftMilliseconds += a.draft.cost.milliseconds
+                    ahead = nil
+                }
+            }
 
-            // 3. Emit the accepted tokens and the target's own, stopping exactly where plain would.
-            let committed = result.acceptedNodes.map { tree.tokens[$0] } + [result.nextToken]
+            // 3. One record of the round feeds the policy and the statistics.
+            var use = ResourceUse(
+                targetMilliseconds: result.cost.serverMilliseconds, targetJoules: result.cost.targetJoules,
+                draftJoules: draft.cost.joules + (ahead?.draft.cost.joules ?? 0),
+                bytesUp: Double(result.cost.bytesUp), bytesDown: Double(result.cost.bytesDown))
+            if use.targetJoules == 0 { use.targetJoules = result.cost.serverMilliseconds * policy.fallbackTargetJoulesPerMillisecond }
+            let record = RoundRecord(plan: plan, draft: draft, sent: selection.tree, prediction: selection.prediction, result: result,
+                                     use: use, milliseconds: Clock.millisecondsSince(roundStart), draftedAhead: draftedAhead)
+            policy.observe(record)
+            spec.record(record)
+            report.add(record)
+
+            // 4. Emit the accepted tokens and the target's own, stopping exactly where plain would.
             for token in committed {
                 context.append(token)
                 guard output.append(token, onText: onText) else { break }
             }
+        }
+        if let a = ahead {
+            spec.proactive.misses += 1
+            spec.proactive.wastedDraftMilliseconds += a.draft.cost.milliseconds
         }
         output.close(onText: onText)
         drafter?.end(context: context, promptCount: promptTokens.count)
@@ -84,9 +174,33 @@ public final class SpeculativeGenerator {
         spec.totalMilliseconds = stats.decodeMilliseconds
         spec.emittedTokens = output.tokens.count
         spec.remote = verifier.transport
+        report.serviceLevelNote = Self.serviceLevelNote(report, policy: policy)
+        spec.cost = report
         stats.speculative = spec
         return GenerationResult(text: output.text, promptTokens: promptTokens, tokens: output.tokens,
                                 finishReason: output.finish ?? .length, stats: stats)
+    }
+
+    /// `tree` cut to `budget` (its most confident nodes within the depth), or nil if nothing fits.
+    static func fit(_ tree: TokenTree, to budget: DraftBudget) -> TokenTree? {
+        let keep = tree.tokens.indices.filter { tree.depths[$0] <= budget.maxDepth }.prefix(budget.maxNodes)
+        guard !keep.isEmpty else { return nil }
+        let cut = tree.subtree(keeping: Set(keep)).tree
+        return cut.maxWidth <= budget.maxWidth ? cut : nil
+    }
+
+    /// Says when a service level was asked for and the request missed it, with what it achieved.
+    static func serviceLevelNote(_ r: CostReport, policy: RoundPolicy) -> String? {
+        switch r.serviceLevel {
+        case let .minTokensPerSecond(x)? where r.tokensPerSecond < x:
+            return "the SLO of \(decimal(x, 1)) tokens/s was not met: \(decimal(r.tokensPerSecond, 1)) tokens/s measured; "
+                + "the fastest plan the profile predicts gives about \(decimal(policy.bestPredictedTokensPerSecond, 1)) tokens/s"
+        case let .maxCostPerMillionTokens(y)? where r.costPerMillionTokens > y:
+            return "the SLO of \(decimal(y, 4)) \(r.objective.unit) per million tokens was not met: \(decimal(r.costPerMillionTokens, 4)) measured; "
+                + "the cheapest plan the profile predicts costs about \(decimal(policy.lowestPredictedCostPerMillionTokens, 4))"
+        default:
+            return nil
+        }
     }
 
     /// A drafter's tree must respect the budget and the vocabulary (drafters are code we trust
@@ -98,4 +212,17 @@ public final class SpeculativeGenerator {
             throw .invalidTree("token \(t) is outside the target's vocabulary (0..<\(vocabularySize))")
         }
     }
+}
+
+/// `x` rounded to `digits` decimals, as text (the engine has no Foundation formatting).
+func decimal(_ x: Double, _ digits: Int) -> String {
+    guard x.isFinite else { return "\(x)" }
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let r = (abs(x) * scale).rounded()
+    let whole = Int(r / scale), frac = Int(r.truncatingRemainder(dividingBy: scale))
+    let sign = x < 0 && r > 0 ? "-" : ""
+    guard digits > 0 else { return sign + String(whole) }
+    let f = String(frac)
+    return sign + String(whole) + "." + String(repeating: "0", count: max(0, digits - f.count)) + f
 }

@@ -28,6 +28,12 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
 
     /// Network costs when the target was remote.
     public var remote: TransportStats?
+    /// The objective, predicted against measured speed and cost, and each cost component.
+    public var cost: CostReport?
+    /// Proactive drafting: trees drafted ahead, used and wasted.
+    public var proactive = ProactiveStats()
+    /// The first rounds' plans and outcomes (at most `RoundSummary.kept`).
+    public var plans: [RoundSummary] = []
 
     public init(drafter: String) { self.drafter = drafter }
 
@@ -48,7 +54,10 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     }
 
     /// Records one round.
-    mutating func record(tree: TokenTree, result: VerificationResult, draftMilliseconds: Double) {
+    mutating func record(_ round: RoundRecord) {
+        let tree = round.sent, result = round.result
+        let draftMilliseconds = round.draftedAhead ? 0 : round.draft.cost.milliseconds
+        if plans.count < RoundSummary.kept { plans.append(RoundSummary(round)) }
         rounds += 1
         if tree.isEmpty { plainRounds += 1 }
         draftedNodes += tree.count
@@ -81,7 +90,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         case totalMilliseconds = "total_ms", emittedTokens = "emitted_tokens"
         case acceptanceRate = "acceptance_rate", meanAcceptedLength = "mean_accepted_length"
         case acceptanceByDepth = "acceptance_by_depth", tokensPerSecond = "tokens_per_second"
-        case meanVerifyBatchSize = "mean_verify_batch_size", remote
+        case meanVerifyBatchSize = "mean_verify_batch_size", remote, cost, proactive, plans
     }
 
     public init(from decoder: any Decoder) throws {
@@ -100,6 +109,9 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         totalMilliseconds = try c.decode(Double.self, forKey: .totalMilliseconds)
         emittedTokens = try c.decode(Int.self, forKey: .emittedTokens)
         remote = try c.decodeIfPresent(TransportStats.self, forKey: .remote)
+        cost = try c.decodeIfPresent(CostReport.self, forKey: .cost)
+        proactive = try c.decodeIfPresent(ProactiveStats.self, forKey: .proactive) ?? ProactiveStats()
+        plans = try c.decodeIfPresent([RoundSummary].self, forKey: .plans) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -123,6 +135,9 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
         try c.encode(meanVerifyBatchSize, forKey: .meanVerifyBatchSize)
         try c.encodeIfPresent(remote, forKey: .remote)
+        try c.encodeIfPresent(cost, forKey: .cost)
+        try c.encode(proactive, forKey: .proactive)
+        try c.encode(plans, forKey: .plans)
     }
 
     /// Adds another generation's counters (for a prompt set's totals).
@@ -143,5 +158,187 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         samplingMilliseconds += o.samplingMilliseconds
         totalMilliseconds += o.totalMilliseconds
         emittedTokens += o.emittedTokens
+        proactive.merge(o.proactive)
+        if let oc = o.cost { cost = cost.map { $0.merged(oc) } ?? oc }
+    }
+}
+
+/// Proactive drafting in one request.
+public struct ProactiveStats: Codable, Sendable, Equatable {
+    /// Trees drafted during the previous round's verification.
+    public var started = 0
+    /// Of those, used as the next round's tree (the assumed path was accepted).
+    public var hits = 0
+    /// Discarded (the verdict took another path).
+    public var misses = 0
+    /// Draft time spent on the discarded trees.
+    public var wastedDraftMilliseconds = 0.0
+    /// Draft time overlapped with verification and used.
+    public var savedDraftMilliseconds = 0.0
+
+    public init() {}
+
+    public mutating func merge(_ o: ProactiveStats) {
+        started += o.started
+        hits += o.hits
+        misses += o.misses
+        wastedDraftMilliseconds += o.wastedDraftMilliseconds
+        savedDraftMilliseconds += o.savedDraftMilliseconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case started, hits, misses, wastedDraftMilliseconds = "wasted_draft_ms", savedDraftMilliseconds = "saved_draft_ms"
+    }
+}
+
+/// One round's plan and outcome, for telemetry (how well the first rounds were sized).
+public struct RoundSummary: Codable, Sendable, Equatable {
+    /// Rounds kept per request.
+    public static let kept = 64
+    /// The planned depth (0: plain) and the nodes sent.
+    public var plannedDepth: Int
+    public var nodes: Int
+    /// Predicted and committed tokens.
+    public var predictedTokens: Double
+    public var tokens: Int
+    /// Predicted and measured round time.
+    public var predictedMilliseconds: Double
+    public var milliseconds: Double
+    public var draftedAhead: Bool
+
+    init(_ r: RoundRecord) {
+        plannedDepth = r.plan.budget.maxDepth
+        nodes = r.sent.count
+        predictedTokens = r.prediction.tokens
+        tokens = r.result.acceptedNodes.count + 1
+        predictedMilliseconds = r.prediction.milliseconds
+        milliseconds = r.milliseconds
+        draftedAhead = r.draftedAhead
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case plannedDepth = "planned_depth", nodes, predictedTokens = "predicted_tokens", tokens
+        case predictedMilliseconds = "predicted_ms", milliseconds = "ms", draftedAhead = "drafted_ahead"
+    }
+}
+
+/// A request's cost under the user's objective: measured and predicted, with every component.
+public struct CostReport: Codable, Sendable, Equatable {
+    public var objective: Objective
+    public var cs: CostSensitivity
+    public var serviceLevel: ServiceLevel?
+    public var rates: CostRates
+    /// Resources measured over the rounds, and predicted by the policy before each round.
+    public var measured = ResourceUse()
+    public var predicted = ResourceUse()
+    /// Tokens committed and round time, as predicted (sums over rounds).
+    public var predictedTokens = 0.0
+    public var predictedMilliseconds = 0.0
+    /// Tokens committed and round time, as measured.
+    public var tokens = 0
+    public var milliseconds = 0.0
+    /// Where the energy figures come from.
+    public var draftEnergySource: EnergySource
+    public var targetEnergySource: EnergySource?
+    /// Set when a service level was asked for and not met: what happened and the best achievable.
+    public var serviceLevelNote: String?
+
+    public init(preferences: CostPreferences, draftEnergySource: EnergySource) {
+        objective = preferences.objective
+        cs = preferences.cs
+        serviceLevel = preferences.serviceLevel
+        rates = preferences.rates
+        self.draftEnergySource = draftEnergySource
+    }
+
+    mutating func add(_ r: RoundRecord) {
+        measured = measured + r.use
+        predicted = predicted + r.prediction.use
+        predictedTokens += r.prediction.tokens
+        predictedMilliseconds += r.prediction.milliseconds
+        tokens += r.result.acceptedNodes.count + 1
+        milliseconds += r.milliseconds
+        if let s = r.result.cost.targetEnergySource { targetEnergySource = s }
+    }
+
+    /// The measured dollars by component.
+    public var breakdown: CostBreakdown { CostBreakdown(measured, rates: rates) }
+    /// Measured and predicted cost in the objective's unit.
+    public var measuredCost: Double { objective.cost(of: measured, rates: rates) }
+    public var predictedCost: Double { objective.cost(of: predicted, rates: rates) }
+    public var tokensPerSecond: Double { milliseconds > 0 ? Double(tokens) / milliseconds * 1000 : 0 }
+    public var predictedTokensPerSecond: Double { predictedMilliseconds > 0 ? predictedTokens / predictedMilliseconds * 1000 : 0 }
+    /// Cost per million committed tokens, measured and predicted.
+    public var costPerMillionTokens: Double { tokens > 0 ? measuredCost / Double(tokens) * 1e6 : 0 }
+    public var predictedCostPerMillionTokens: Double { predictedTokens > 0 ? predictedCost / predictedTokens * 1e6 : 0 }
+    /// `total_cost` in dollars per million tokens, whatever the objective (for comparisons).
+    public var totalDollarsPerMillionTokens: Double { tokens > 0 ? breakdown.total / Double(tokens) * 1e6 : 0 }
+    /// Energy of both sides per token, J.
+    public var joulesPerToken: Double { tokens > 0 ? (measured.draftJoules + measured.targetJoules) / Double(tokens) : 0 }
+
+    func merged(_ o: CostReport) -> CostReport {
+        var m = self
+        m.measured = measured + o.measured
+        m.predicted = predicted + o.predicted
+        m.predictedTokens += o.predictedTokens
+        m.predictedMilliseconds += o.predictedMilliseconds
+        m.tokens += o.tokens
+        m.milliseconds += o.milliseconds
+        m.targetEnergySource = targetEnergySource ?? o.targetEnergySource
+        return m
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case objective, cs, serviceLevel = "service_level", rates, measured, predicted
+        case predictedTokens = "predicted_tokens", predictedMilliseconds = "predicted_ms", tokens, milliseconds = "ms"
+        case draftEnergySource = "draft_energy_source", targetEnergySource = "target_energy_source", serviceLevelNote = "service_level_note"
+        case breakdown, measuredCost = "measured_cost", predictedCost = "predicted_cost", unit
+        case tokensPerSecond = "tokens_per_second", predictedTokensPerSecond = "predicted_tokens_per_second"
+        case costPerMillionTokens = "cost_per_million_tokens", predictedCostPerMillionTokens = "predicted_cost_per_million_tokens"
+        case totalDollarsPerMillionTokens = "total_usd_per_million_tokens", joulesPerToken = "joules_per_token"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        objective = try c.decode(Objective.self, forKey: .objective)
+        cs = try c.decode(CostSensitivity.self, forKey: .cs)
+        serviceLevel = try c.decodeIfPresent(ServiceLevel.self, forKey: .serviceLevel)
+        rates = try c.decode(CostRates.self, forKey: .rates)
+        measured = try c.decode(ResourceUse.self, forKey: .measured)
+        predicted = try c.decode(ResourceUse.self, forKey: .predicted)
+        predictedTokens = try c.decode(Double.self, forKey: .predictedTokens)
+        predictedMilliseconds = try c.decode(Double.self, forKey: .predictedMilliseconds)
+        tokens = try c.decode(Int.self, forKey: .tokens)
+        milliseconds = try c.decode(Double.self, forKey: .milliseconds)
+        draftEnergySource = try c.decode(EnergySource.self, forKey: .draftEnergySource)
+        targetEnergySource = try c.decodeIfPresent(EnergySource.self, forKey: .targetEnergySource)
+        serviceLevelNote = try c.decodeIfPresent(String.self, forKey: .serviceLevelNote)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(objective, forKey: .objective)
+        try c.encode(cs, forKey: .cs)
+        try c.encodeIfPresent(serviceLevel, forKey: .serviceLevel)
+        try c.encode(rates, forKey: .rates)
+        try c.encode(measured, forKey: .measured)
+        try c.encode(predicted, forKey: .predicted)
+        try c.encode(predictedTokens, forKey: .predictedTokens)
+        try c.encode(predictedMilliseconds, forKey: .predictedMilliseconds)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encode(milliseconds, forKey: .milliseconds)
+        try c.encode(draftEnergySource, forKey: .draftEnergySource)
+        try c.encodeIfPresent(targetEnergySource, forKey: .targetEnergySource)
+        try c.encodeIfPresent(serviceLevelNote, forKey: .serviceLevelNote)
+        try c.encode(breakdown, forKey: .breakdown)
+        try c.encode(measuredCost, forKey: .measuredCost)
+        try c.encode(predictedCost, forKey: .predictedCost)
+        try c.encode(objective.unit, forKey: .unit)
+        try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
+        try c.encode(predictedTokensPerSecond, forKey: .predictedTokensPerSecond)
+        try c.encode(costPerMillionTokens, forKey: .costPerMillionTokens)
+        try c.encode(predictedCostPerMillionTokens, forKey: .predictedCostPerMillionTokens)
+        try c.encode(totalDollarsPerMillionTokens, forKey: .totalDollarsPerMillionTokens)
+        try c.encode(joulesPerToken, forKey: .joulesPerToken)
     }
 }

@@ -116,6 +116,22 @@ public struct TokenTree: Sendable, Equatable {
         return (out, old)
     }
 
+    /// The nodes below `node`, as a tree whose roots are `node`'s children (what remains to
+    /// propose once `node` is committed).
+    public func descendants(of node: Int) -> TokenTree {
+        var out = TokenTree()
+        var newIndex = [Int](repeating: -1, count: count)
+        for i in (node + 1)..<max(count, node + 1) {
+            let p = parents[i]
+            if p == node {
+                newIndex[i] = out.append(token: tokens[i], parent: -1, confidence: confidences[i], proposal: proposals[i])
+            } else if p > node, newIndex[p] >= 0 {
+                newIndex[i] = out.append(token: tokens[i], parent: newIndex[p], confidence: confidences[i], proposal: proposals[i])
+            }
+        }
+        return out
+    }
+
     /// Sets the drafter's confidence of a node.
     public mutating func setConfidence(_ value: Float, of node: Int) { confidences[node] = value }
 }

@@ -9,23 +9,27 @@ public struct VerificationResult: Sendable, Equatable {
     public var nextToken: Int32
     /// Tokens the target scored in its forward pass (the pending token plus the tree).
     public var batchSize: Int
-    /// Time the target spent on the forward pass, as measured where it ran (for a remote target:
-    /// the server's compute time, not the round trip).
-    public var targetMilliseconds: Double
-    /// Time spent turning logits into the verdict (distributions, acceptance tests, the draw).
-    public var samplingMilliseconds: Double
-    /// The whole round as the caller waited for it (for a remote target: the round trip,
-    /// including the network and the server's queue); 0 when it is just the local computation.
-    public var roundMilliseconds: Double
+    /// What the round cost: target compute, sampling, round trip, queue, bytes, energy.
+    public var cost: RoundCost
 
     public init(acceptedNodes: [Int], nextToken: Int32, batchSize: Int, targetMilliseconds: Double = 0, samplingMilliseconds: Double = 0, roundMilliseconds: Double = 0) {
         self.acceptedNodes = acceptedNodes
         self.nextToken = nextToken
         self.batchSize = batchSize
-        self.targetMilliseconds = targetMilliseconds
-        self.samplingMilliseconds = samplingMilliseconds
-        self.roundMilliseconds = roundMilliseconds
+        cost = RoundCost()
+        cost.targetMilliseconds = targetMilliseconds
+        cost.samplingMilliseconds = samplingMilliseconds
+        cost.roundTripMilliseconds = roundMilliseconds
     }
+
+    /// Time the target spent on the forward pass, as measured where it ran (for a remote target:
+    /// the server's compute time, not the round trip).
+    public var targetMilliseconds: Double { cost.targetMilliseconds }
+    /// Time spent turning logits into the verdict (distributions, acceptance tests, the draw).
+    public var samplingMilliseconds: Double { cost.samplingMilliseconds }
+    /// The whole round as the caller waited for it (for a remote target: the round trip,
+    /// including the network and the server's queue); 0 when it is just the local computation.
+    public var roundMilliseconds: Double { cost.roundTripMilliseconds }
 }
 
 /// What a verifier needs to know at the start of a request.
@@ -71,10 +75,23 @@ public protocol Verifier: AnyObject {
     func end()
     /// What reaching the target cost during the current (or last) request; nil for a local target.
     var transport: TransportStats? { get }
+    /// Most nodes one tree may have (a server's limit); plans never exceed it.
+    var maxTreeNodes: Int { get }
 }
 
 extension Verifier {
     public var transport: TransportStats? { nil }
+    public var maxTreeNodes: Int { Int.max }
+}
+
+/// A verifier that can let the caller work while the target verifies: `send` starts the round
+/// and returns at once, `receive` waits for its verdict. Between the two the generator drafts the
+/// next tree ahead (proactive drafting). `verify(t)` is `send(t)` then `receive()`.
+public protocol PipelinedVerifier: Verifier {
+    /// Starts verifying `tree`; exactly one `receive` must follow before the next `send`.
+    func send(_ tree: TokenTree) throws
+    /// The verdict on the tree last sent.
+    func receive() throws -> VerificationResult
 }
 
 /// Errors of speculative generation.

@@ -29,9 +29,8 @@ public final class ModelDrafter: Drafter {
     private var lastSlots: [Int] = []
     private var sampler: StandardSampler?
     private var scratch: [Float] = []
-    /// Draft forward passes in the last `draft` call (for cost accounting).
-    public private(set) var lastSteps = 0
-    public private(set) var lastCatchUpMilliseconds = 0.0
+    /// Draft forward passes in the current `draft` call (for cost accounting).
+    private var lastSteps = 0
 
     /// Wraps `model`; refuses it when its vocabulary is not the target's (`targetFingerprint`
     /// from `Tokenizer.vocabularyFingerprint`).
@@ -74,16 +73,15 @@ public final class ModelDrafter: Drafter {
         lastSlots = []
     }
 
-    public func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree {
+    public func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
         lastSteps = 0
-        lastCatchUpMilliseconds = 0
-        guard let cache, budget.maxNodes > 0, budget.maxDepth > 0, !context.isEmpty else { return TokenTree() }
+        guard let cache, budget.maxNodes > 0, budget.maxDepth > 0, !context.isEmpty else { return Draft() }
         let start = Clock.now
         // A round commits at most (last depth + 1) tokens; feeding those is part of drafting.
         // Growth beyond that means rounds went by without drafting: that feed is catching up.
         let lagging = context.count - lastContextCount > lastDepth + 1
         let rootLogits = try catchUp(context: context, cache: cache)
-        if lagging { lastCatchUpMilliseconds = Clock.millisecondsSince(start) }
+        let catchUpMilliseconds = lagging ? Clock.millisecondsSince(start) : 0
         lastContextCount = context.count
         lastDepth = min(budget.maxDepth, budget.maxNodes)
         lastSteps = 1
@@ -93,7 +91,7 @@ public final class ModelDrafter: Drafter {
         } else {
             tree = try topKTree(rootLogits: rootLogits, budget: budget, cache: cache, context: context)
         }
-        return tree
+        return Draft(tree: tree, cost: DraftCost(catchUpMilliseconds: catchUpMilliseconds, steps: lastSteps))
     }
 
     // MARK: Keeping the cache in step

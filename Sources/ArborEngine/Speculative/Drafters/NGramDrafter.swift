@@ -72,7 +72,12 @@ public final class NGramDrafter: Drafter {
         reindex(prompt)
     }
 
-    public func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree {
+    public func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
+        Draft(tree: propose(context: context, budget: budget))
+    }
+
+    /// The tree for `context` (free: a lookup, microseconds).
+    func propose(context: [Int32], budget: DraftBudget) -> TokenTree {
         sync(context)
         guard budget.maxNodes > 0, budget.maxDepth > 0 else { return TokenTree() }
         guard let n = findMatches() else { return TokenTree() }

@@ -1,0 +1,176 @@
+/// What the policy has learned about one pairing of device, drafter, server and target: the
+/// inputs of its cost model. Plain data, `Codable`, so it outlives a request in memory and a
+/// process in the profile store; updated online from every `RoundRecord`.
+public struct CostProfile: Codable, Sendable, Equatable {
+    /// Bumped when the meaning of a field changes; a stored profile of another version is ignored.
+    public static let currentVersion = 1
+    public var version = CostProfile.currentVersion
+
+    /// `targetMilliseconds[b]`: smoothed target compute to score b tokens (pending + tree); 0
+    /// until measured. Indexed up to `maxBatch`.
+    public var targetMilliseconds: [Double]
+    /// Rounds measured per batch size.
+    public var targetSamples: [Int]
+    /// Smoothed server time per round turning logits into verdicts.
+    public var samplingMilliseconds = 0.0
+    /// Target energy per millisecond of target compute (J/ms), from the verifier's reports.
+    public var targetJoulesPerMillisecond = 0.0
+    public var targetEnergySource: EnergySource?
+    /// Round overhead (the fit's intercept: round trip, queue, framing) and uplink time per node
+    /// (its slope): round trip − server time against nodes sent. Zero for a local target.
+    public var network = LinearFit()
+    /// Application bytes up against nodes sent, and down against nodes accepted.
+    public var bytesUp = LinearFit()
+    public var bytesDown = LinearFit()
+    /// `draftStepMilliseconds[w-1]`: smoothed draft time per depth step at width w (catch-up
+    /// excluded); 0 until measured.
+    public var draftStepMilliseconds: [Double] = []
+    /// Draft energy per depth step at width w, J.
+    public var draftStepJoules: [Double] = []
+    public var draftEnergySource: EnergySource?
+    /// Acceptance calibration: per decile of the drafter's confidence, how often an offered node
+    /// (its parent accepted) was accepted.
+    public var calibrationAccepted = [Double](repeating: 0, count: 10)
+    public var calibrationOffered = [Double](repeating: 0, count: 10)
+    /// Per depth: smoothed probability that depth d is accepted given depth d − 1 was.
+    public var depthAcceptance: [Double] = []
+    /// Measured ÷ predicted round time, smoothed (AutoDraft's running correction of its model).
+    public var speedCorrection = 1.0
+    /// Rounds learned from.
+    public var rounds = 0
+
+    public static let maxBatch = 257
+
+    public init() {
+        targetMilliseconds = [Double](repeating: 0, count: Self.maxBatch + 1)
+        targetSamples = [Int](repeating: 0, count: Self.maxBatch + 1)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, targetMilliseconds = "target_ms", targetSamples = "target_samples", samplingMilliseconds = "sampling_ms"
+        case targetJoulesPerMillisecond = "target_j_per_ms", targetEnergySource = "target_energy_source"
+        case network, bytesUp = "bytes_up", bytesDown = "bytes_down"
+        case draftStepMilliseconds = "draft_step_ms", draftStepJoules = "draft_step_j", draftEnergySource = "draft_energy_source"
+        case calibrationAccepted = "calibration_accepted", calibrationOffered = "calibration_offered"
+        case depthAcceptance = "depth_acceptance", speedCorrection = "speed_correction", rounds
+    }
+
+    /// Checks a decoded profile's shape (a stored profile is input like any other).
+    public func validated() throws(ControlError) -> CostProfile {
+        guard version == Self.currentVersion else { throw .invalidSetting("profile version \(version), expected \(Self.currentVersion)") }
+        guard targetMilliseconds.count == Self.maxBatch + 1, targetSamples.count == Self.maxBatch + 1,
+              calibrationAccepted.count == 10, calibrationOffered.count == 10,
+              draftStepMilliseconds.count == draftStepJoules.count else {
+            throw .invalidSetting("profile arrays have the wrong length")
+        }
+        let all = targetMilliseconds + draftStepMilliseconds + draftStepJoules + calibrationAccepted + calibrationOffered + depthAcceptance
+            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection]
+        guard all.allSatisfy({ $0.isFinite && $0 >= 0 }), network.isValid, bytesUp.isValid, bytesDown.isValid else {
+            throw .invalidSetting("profile holds a negative or non-finite value")
+        }
+        return self
+    }
+
+    /// Fills in target times measured elsewhere (a server's start-up profile), for batch sizes
+    /// this profile has not measured itself.
+    public mutating func seedTargetTimings(_ timings: [(batch: Int, milliseconds: Double)]) {
+        for (b, ms) in timings where b >= 1 && b < targetMilliseconds.count && ms.isFinite && ms > 0 && targetMilliseconds[b] == 0 {
+            targetMilliseconds[b] = ms
+        }
+    }
+
+    // MARK: Estimates
+
+    /// Estimated target compute for `b` tokens: measured where known, else interpolated between
+    /// measured sizes, else extrapolated (a prior slope of 15 % of one token per extra token).
+    public func targetMilliseconds(batch b: Int) -> Double {
+        if b < targetMilliseconds.count, targetMilliseconds[b] > 0 { return targetMilliseconds[b] }
+        let known = targetMilliseconds.indices.filter { targetMilliseconds[$0] > 0 }
+        guard let first = known.first else { return Double(b) }  // Nothing measured: only ratios matter.
+        let lower = known.last { $0 < b }, upper = known.first { $0 > b }
+        let t = targetMilliseconds
+        switch (lower, upper) {
+        case let (l?, u?):
+            return t[l] + (t[u] - t[l]) * Double(b - l) / Double(u - l)
+        case let (l?, nil):
+            let prev = known.last { $0 < l }
+            let slope = prev.map { (t[l] - t[$0]) / Double(l - $0) } ?? 0.15 * t[first] / Double(first)
+            return t[l] + max(slope, 0.05 * t[first] / Double(first)) * Double(b - l)
+        case let (nil, u?):
+            return t[u] * Double(b) / Double(u)
+        default:
+            return Double(b)
+        }
+    }
+
+    /// Whether the target has been timed at all.
+    public var knowsTarget: Bool { targetMilliseconds.contains { $0 > 0 } }
+
+    /// Draft time per depth step at `width` (nearest measured width; 0 if none).
+    public func draftStep(width: Int) -> (milliseconds: Double, joules: Double) {
+        guard !draftStepMilliseconds.isEmpty else { return (0, 0) }
+        let measured = draftStepMilliseconds.indices.filter { draftStepMilliseconds[$0] > 0 }
+        guard let i = measured.min(by: { abs($0 + 1 - width) < abs($1 + 1 - width) }) else { return (0, 0) }
+        // Scale a step measured at another width by the node count it feeds (a model drafter's
+        // step scores `width` frontier nodes in one batch; batches are sub-linear, so this is an
+        // upper estimate).
+        let scale = i + 1 == width ? 1 : Double(width) / Double(i + 1)
+        return (draftStepMilliseconds[i] * scale, draftStepJoules[i] * scale)
+    }
+
+    /// Calibrated probability that a node of drafter confidence `c` is accepted when offered.
+    public func calibrated(_ c: Float) -> Double {
+        let x = Double(min(max(c, 0), 1))
+        let bin = min(Int(x * 10), 9)
+        let prior = 2.0
+        return (calibrationAccepted[bin] + prior * x) / (calibrationOffered[bin] + prior)
+    }
+
+    /// Probability that depth d (1-based) is accepted given depth d − 1 was (0.6 before data).
+    public func depthAcceptance(_ d: Int) -> Double {
+        guard d >= 1, d <= depthAcceptance.count else { return depthAcceptance.last ?? 0.6 }
+        return depthAcceptance[d - 1]
+    }
+}
+
+/// An exponentially weighted least-squares line y ≈ a + b·x (b ≥ 0), for quantities that grow
+/// with a round's size: network time and bytes against nodes.
+public struct LinearFit: Codable, Sendable, Equatable {
+    var n = 0.0, sx = 0.0, sy = 0.0, sxx = 0.0, sxy = 0.0
+    /// Weight kept per new sample (recent rounds count more, old ones fade).
+    static let decay = 0.98
+
+    public init() {}
+
+    public mutating func add(x: Double, y: Double) {
+        guard x.isFinite, y.isFinite else { return }
+        let d = Self.decay
+        n = n * d + 1
+        sx = sx * d + x
+        sy = sy * d + y
+        sxx = sxx * d + x * x
+        sxy = sxy * d + x * y
+    }
+
+    /// Whether anything was measured.
+    public var isEmpty: Bool { n == 0 }
+
+    var isValid: Bool { [n, sx, sy, sxx, sxy].allSatisfy(\.isFinite) && n >= 0 }
+
+    /// Slope and intercept (the mean when x has not varied).
+    public var line: (intercept: Double, slope: Double) {
+        guard n > 0 else { return (0, 0) }
+        let mx = sx / n, my = sy / n
+        let varX = sxx / n - mx * mx
+        guard varX > 1e-6 * max(1, mx * mx) else { return (max(my, 0), 0) }
+        let slope = max(0, (sxy / n - mx * my) / varX)
+        return (max(0, my - slope * mx), slope)
+    }
+
+    public func predict(_ x: Double) -> Double {
+        let (a, b) = line
+        return a + b * x
+    }
+
+    enum CodingKeys: String, CodingKey { case n, sx, sy, sxx, sxy }
+}

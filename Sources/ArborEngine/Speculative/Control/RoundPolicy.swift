@@ -1,0 +1,332 @@
+/// Plans each speculative round from the learned `CostProfile` to meet the user's objective.
+///
+/// **The model of a round.** Drafting a tree of depth d at width w costs `d · step(w)` of time
+/// and energy on the device (zero for free drafters). Sending n nodes costs the round overhead
+/// plus `n ·` uplink time per node (a line fitted to round trip − server time against nodes) and
+/// the target's time to score `1 + n` tokens (measured per batch size, interpolated). Node i is
+/// accepted with probability P(i), the product of its and its ancestors' calibrated confidences;
+/// a round commits `1 + Σ P(i)` tokens in expectation. Its resources — target seconds and
+/// joules, draft joules, bytes up and down (lines fitted to nodes sent and accepted) — priced by
+/// the objective give its cost. Predicted times are scaled by the running ratio of measured to
+/// predicted round time.
+///
+/// **The choice.** Among the candidate plans (no drafting, and every tree size the draft allows),
+/// the policy picks, with references taken from the plain round under the same profile:
+/// - by default the one minimising `cs · (cost per token ÷ plain's) + (1 − cs) · (plain's
+///   tokens/s ÷ tokens/s)` — cs = 0 is the fastest plan, cs = 1 the cheapest per token;
+/// - with a minimum tokens/s, the cheapest plan predicted to keep it (else the fastest);
+/// - with a maximum cost per million tokens, the fastest plan within it (else the cheapest).
+/// Every round meeting a bound makes the request meet it (tokens and time add up).
+///
+/// It decides twice: before drafting (model drafters only: the depth, from acceptance by depth
+/// so far — depth 0 is a plain round) and after (the N most probable nodes, a set closed under
+/// parents since P never grows along a path). The policy and its profile outlive a request.
+public final class RoundPolicy {
+    /// The largest tree, adaptive sizing on or off, and the user's preferences.
+    public var configuration: SpeculationConfiguration
+    /// Whether drafting costs time per depth step (a model drafter).
+    public let drafterCostsTime: Bool
+    /// What has been learned; persisted by the caller between processes.
+    public private(set) var profile: CostProfile
+    /// Models the target's energy when the verifier does not report it (J per ms of compute).
+    public var fallbackTargetJoulesPerMillisecond: Double
+
+    /// Rounds since the last drafted round, and how many to wait before re-probing when drafting
+    /// looks unprofitable. The wait doubles after each probe that does not bring drafting back
+    /// (a probe of a model drafter pays for catching up with every skipped token).
+    private var roundsWithoutDraft = 0
+    private var probeInterval = 16
+
+    static let smoothing = 0.2
+
+    public init(configuration: SpeculationConfiguration, drafterCostsTime: Bool, profile: CostProfile = CostProfile()) {
+        self.configuration = configuration
+        self.drafterCostsTime = drafterCostsTime
+        self.profile = profile
+        fallbackTargetJoulesPerMillisecond = EnergyMeter.defaultWattsPerCore / 1000
+    }
+
+    var preferences: CostPreferences { configuration.preferences }
+
+    // MARK: Predictions
+
+    /// The prediction for sending `nodes` nodes expected to yield `accepted` accepted tokens,
+    /// after drafting that cost `draftMilliseconds` and `draftJoules`.
+    public func predict(nodes: Int, accepted: Double, draftMilliseconds: Double = 0, draftJoules: Double = 0) -> RoundPrediction {
+        let target = profile.targetMilliseconds(batch: 1 + nodes) + profile.samplingMilliseconds
+        let network = profile.network.predict(Double(nodes))
+        let jPerMs = profile.targetJoulesPerMillisecond > 0 ? profile.targetJoulesPerMillisecond : fallbackTargetJoulesPerMillisecond
+        let use = ResourceUse(
+            targetMilliseconds: target, targetJoules: target * jPerMs, draftJoules: draftJoules,
+            bytesUp: profile.bytesUp.predict(Double(nodes)), bytesDown: profile.bytesDown.predict(accepted))
+        let ms = (draftMilliseconds + network + target) * profile.speedCorrection
+        return RoundPrediction(nodes: nodes, tokens: 1 + accepted, milliseconds: ms, use: use,
+                               cost: preferences.objective.cost(of: use, rates: preferences.rates))
+    }
+
+    /// The plain round (one target token, nothing drafted): the reference of the cs score.
+    public var plainPrediction: RoundPrediction { predict(nodes: 0, accepted: 0) }
+
+    /// Index of the candidate the preferences pick.
+    public func choose(_ candidates: [RoundPrediction]) -> Int {
+        precondition(!candidates.isEmpty)
+        let indices = Array(candidates.indices)
+        func fastest(_ among: [Int]) -> Int {
+            among.max { a, b in
+                let ta = candidates[a].tokensPerSecond, tb = candidates[b].tokensPerSecond
+                return ta != tb ? ta < tb : a > b
+            }!
+        }
+        func cheapest(_ among: [Int]) -> Int {
+            among.min { a, b in
+                let ca = candidates[a].costPerToken, cb = candidates[b].costPerToken
+                if ca != cb { return ca < cb }
+                let ta = candidates[a].tokensPerSecond, tb = candidates[b].tokensPerSecond
+                return ta != tb ? ta > tb : a < b
+            }!
+        }
+        switch preferences.serviceLevel {
+        case let .minTokensPerSecond(x)?:
+            let ok = indices.filter { candidates[$0].tokensPerSecond >= x }
+            return ok.isEmpty ? fastest(indices) : cheapest(ok)
+        case let .maxCostPerMillionTokens(y)?:
+            let ok = indices.filter { candidates[$0].costPerToken * 1e6 <= y }
+            return ok.isEmpty ? cheapest(indices) : fastest(ok)
+        case nil:
+            let reference = plainPrediction
+            let cs = preferences.objective == .tps ? 0 : preferences.cs.value
+            let refCost = reference.costPerToken, refRate = reference.tokensPerSecond
+            var best = 0, bestScore = Double.infinity
+            for (i, c) in candidates.enumerated() {
+                let costTerm = refCost > 0 ? c.costPerToken / refCost : 0
+                let speedTerm = c.tokensPerSecond > 0 ? refRate / c.tokensPerSecond : .infinity
+                let score = cs * costTerm + (1 - cs) * speedTerm
+                if score < bestScore - 1e-12 { best = i; bestScore = score }
+            }
+            return best
+        }
+    }
+
+    /// Predictions for the plain round and chains of every depth the budget allows (from
+    /// acceptance by depth so far): the range of what the profile thinks is achievable.
+    public func chainPredictions() -> [RoundPrediction] {
+        let b = configuration.budget
+        let step = profile.draftStep(width: 1)
+        var out = [plainPrediction]
+        var expected = 0.0, reach = 1.0
+        for d in stride(from: 1, through: b.maxDepth, by: 1) {
+            reach *= profile.depthAcceptance(d)
+            expected += reach
+            out.append(predict(nodes: d, accepted: expected, draftMilliseconds: drafterCostsTime ? Double(d) * step.milliseconds : 0,
+                               draftJoules: Double(d) * step.joules))
+        }
+        return out
+    }
+
+    /// The fastest rate the profile predicts (for service-level messages).
+    public var bestPredictedTokensPerSecond: Double { chainPredictions().map(\.tokensPerSecond).max() ?? 0 }
+    /// The lowest cost per million tokens the profile predicts.
+    public var lowestPredictedCostPerMillionTokens: Double { (chainPredictions().map(\.costPerToken).min() ?? 0) * 1e6 }
+
+    // MARK: Planning
+
+    /// The plan before drafting. `remaining`: tokens that may still be emitted; `room`: tokens
+    /// the target's context can still take beyond the pending one; `maxTreeNodes`: the
+    /// verifier's limit on one tree.
+    public func plan(remaining: Int, room: Int, maxTreeNodes: Int = .max) -> RoundPlan {
+        var b = configuration.budget
+        // A round always emits the target's own token, so at most remaining - 1 drafted tokens count.
+        let cap = max(0, min(remaining - 1, room, maxTreeNodes))
+        b.maxDepth = min(b.maxDepth, cap)
+        b.maxNodes = min(b.maxNodes, cap)
+        if b.maxDepth == 0 || b.maxNodes == 0 { return .plain }
+        guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
+        // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
+        let step = profile.draftStep(width: b.maxWidth)
+        var candidates = [plainPrediction]
+        var expected = 0.0, reach = 1.0
+        for d in 1...b.maxDepth {
+            reach *= profile.depthAcceptance(d)
+            expected += reach
+            let nodes = min(b.maxNodes, d * b.maxWidth)
+            candidates.append(predict(nodes: nodes, accepted: expected,
+                                      draftMilliseconds: Double(d) * step.milliseconds, draftJoules: Double(d) * step.joules))
+        }
+        var best = choose(candidates)
+        var probe = false
+        // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
+        if best == 0 {
+            roundsWithoutDraft += 1
+            if roundsWithoutDraft >= probeInterval {
+                roundsWithoutDraft = 0
+                probeInterval = min(probeInterval * 2, 1024)
+                // Probe a few levels deep: a depth-1 probe could never show that deeper drafts pay.
+                best = min(3, b.maxDepth)
+                probe = true
+            }
+        } else {
+            probeInterval = 16
+        }
+        if best == 0 { return .plain }
+        b.maxDepth = best
+        b.maxNodes = min(b.maxNodes, best * b.maxWidth)
+        return RoundPlan(budget: b, isProbe: probe)
+    }
+
+    /// Path probabilities of `tree`'s nodes under the calibrated confidences.
+    public func pathProbabilities(_ tree: TokenTree) -> [Double] {
+        var pathP = [Double](repeating: 0, count: tree.count)
+        for i in 0..<tree.count {
+            let parent = tree.parents[i]
+            pathP[i] = (parent < 0 ? 1 : pathP[parent]) * profile.calibrated(tree.confidences[i])
+        }
+        return pathP
+    }
+
+    /// The part of `draft` worth sending (the whole tree when not adaptive), and its prediction.
+    public func select(_ draft: Draft, plan: RoundPlan) -> Selection {
+        let tree = draft.tree
+        let sunkMs = drafterCostsTime ? draft.cost.milliseconds : 0
+        let sunkJ = draft.cost.joules
+        let pathP = pathProbabilities(tree)
+        // Most probable first; equal values keep index order so parents precede children.
+        let order = tree.tokens.indices.sorted { pathP[$0] != pathP[$1] ? pathP[$0] > pathP[$1] : $0 < $1 }
+        var candidates = [predict(nodes: 0, accepted: 0, draftMilliseconds: sunkMs, draftJoules: sunkJ)]
+        var expected = 0.0
+        for (k, i) in order.enumerated() {
+            expected += pathP[i]
+            candidates.append(predict(nodes: k + 1, accepted: expected, draftMilliseconds: sunkMs, draftJoules: sunkJ))
+        }
+        guard configuration.adaptive, !tree.isEmpty else {
+            return Selection(tree: tree, prediction: candidates[tree.count])
+        }
+        var bestN = choose(candidates)
+        if plan.isProbe {
+            // A probe drafted for a reason: score its most probable nodes, whatever the estimate.
+            bestN = max(bestN, min(order.count, 3))
+        }
+        if bestN == 0 {
+            roundsWithoutDraft += 1
+            // Re-probe with the single most probable node now and then.
+            if roundsWithoutDraft >= probeInterval {
+                roundsWithoutDraft = 0
+                probeInterval = min(probeInterval * 2, 1024)
+                bestN = 1
+            }
+        } else {
+            roundsWithoutDraft = 0
+            if !drafterCostsTime { probeInterval = 16 }
+        }
+        if bestN == 0 { return Selection(tree: TokenTree(), prediction: candidates[0]) }
+        return Selection(tree: tree.subtree(keeping: Set(order.prefix(bestN))).tree, prediction: candidates[bestN])
+    }
+
+    // MARK: Drafting ahead
+
+    /// Whether to draft the next tree while `selection` is being verified (proactive drafting):
+    /// only when the expected time saved — the chance that the most probable path is accepted
+    /// whole times the draft time it saves, less any drafting that outlasts the wait — beats the
+    /// expected waste of drafting for nothing, priced by the objective.
+    public func shouldDraftAhead(_ selection: Selection, nextDepth: Int) -> Bool {
+        guard configuration.proactive, drafterCostsTime, !selection.tree.isEmpty, nextDepth > 0 else { return false }
+        let hit = hitProbability(selection.tree)
+        let step = profile.draftStep(width: configuration.budget.maxWidth)
+        let draftMs = Double(nextDepth + 1) * step.milliseconds
+        // The wait for the verdict: the round without its drafting.
+        let wait = predict(nodes: selection.tree.count, accepted: 0).milliseconds
+        let saved = hit * draftMs - max(0, draftMs - wait)
+        guard saved > 0 else { return false }
+        let cs = preferences.objective == .tps ? 0 : preferences.cs.value
+        guard cs > 0 else { return true }
+        // Weigh the time saved against the energy of a wasted draft, in the cs score's units.
+        let waste = predict(nodes: 0, accepted: 0, draftJoules: (1 - hit) * Double(nextDepth + 1) * step.joules)
+        let wasteCost = waste.cost - plainPrediction.cost
+        let roundCost = max(selection.prediction.cost, 1e-30)
+        return (1 - cs) * saved / max(selection.prediction.milliseconds, 1e-9) > cs * wasteCost / roundCost
+    }
+
+    /// Probability that the whole most probable root-to-leaf path of `tree` is accepted and the
+    /// target's next token is one the drafter would propose first.
+    public func hitProbability(_ tree: TokenTree) -> Double {
+        let pathP = pathProbabilities(tree)
+        guard let best = pathP.indices.max(by: { a, b in
+            tree.depths[a] != tree.depths[b] ? tree.depths[a] < tree.depths[b] : pathP[a] < pathP[b]
+        }) else { return 0 }
+        return pathP[best] * profile.depthAcceptance(tree.depths[best] + 1)
+    }
+
+    /// The most probable root-to-leaf path of `tree` among its deepest leaves (node indices).
+    public func likelyPath(_ tree: TokenTree) -> [Int] {
+        let pathP = pathProbabilities(tree)
+        guard let leaf = pathP.indices.max(by: { a, b in
+            tree.depths[a] != tree.depths[b] ? tree.depths[a] < tree.depths[b] : pathP[a] < pathP[b]
+        }) else { return [] }
+        return tree.path(to: leaf)
+    }
+
+    // MARK: Learning
+
+    /// Learns from a finished round.
+    public func observe(_ record: RoundRecord) {
+        let result = record.result, cost = result.cost, tree = record.sent
+        let s = Self.smoothing
+        func ema(_ old: Double, _ new: Double) -> Double { old == 0 ? new : (1 - s) * old + s * new }
+        profile.rounds += 1
+        // Compute per batch size and the per-round overhead are learned apart, so that
+        // extrapolating to unmeasured batch sizes scales the compute only.
+        let b = result.batchSize
+        if b < profile.targetMilliseconds.count, cost.targetMilliseconds > 0 {
+            profile.targetMilliseconds[b] = ema(profile.targetMilliseconds[b], cost.targetMilliseconds)
+            profile.targetSamples[b] += 1
+        }
+        profile.samplingMilliseconds = ema(profile.samplingMilliseconds, cost.samplingMilliseconds)
+        if cost.targetMilliseconds > 0, cost.targetJoules > 0 {
+            profile.targetJoulesPerMillisecond = ema(profile.targetJoulesPerMillisecond, cost.targetJoules / cost.targetMilliseconds)
+            profile.targetEnergySource = cost.targetEnergySource
+        }
+        if cost.roundTripMilliseconds > 0 {
+            profile.network.add(x: Double(tree.count), y: max(0, cost.roundTripMilliseconds - cost.serverMilliseconds))
+        }
+        profile.bytesUp.add(x: Double(tree.count), y: Double(cost.bytesUp))
+        profile.bytesDown.add(x: Double(result.acceptedNodes.count), y: Double(cost.bytesDown))
+        if drafterCostsTime, !record.draftedAhead, record.plan.budget.maxDepth > 0, record.draft.cost.steps > 0 {
+            let w = max(record.plan.budget.maxWidth, 1)
+            if profile.draftStepMilliseconds.count < w {
+                let extra = w - profile.draftStepMilliseconds.count
+                profile.draftStepMilliseconds += [Double](repeating: 0, count: extra)
+                profile.draftStepJoules += [Double](repeating: 0, count: extra)
+            }
+            let depth = Double(record.plan.budget.maxDepth)
+            let share = record.draft.cost.milliseconds > 0
+                ? max(0, record.draft.cost.milliseconds - record.draft.cost.catchUpMilliseconds) / record.draft.cost.milliseconds : 1
+            profile.draftStepMilliseconds[w - 1] = ema(profile.draftStepMilliseconds[w - 1], record.draft.cost.milliseconds * share / depth)
+            profile.draftStepJoules[w - 1] = ema(profile.draftStepJoules[w - 1], record.draft.cost.joules * share / depth)
+        }
+        if record.draft.cost.joules > 0 || record.draft.cost.cpuMilliseconds > 0 {
+            profile.draftEnergySource = profile.draftEnergySource ?? .modelled
+        }
+        // The model's running correction: measured ÷ predicted round time (bounded, smoothed).
+        if record.prediction.milliseconds > 0, record.milliseconds > 0, profile.knowsTarget, !record.draftedAhead {
+            let ratio = min(max(record.milliseconds / (record.prediction.milliseconds / profile.speedCorrection), 0.5), 2)
+            profile.speedCorrection = (1 - 0.1) * profile.speedCorrection + 0.1 * ratio
+        }
+        guard !tree.isEmpty else { return }
+        var onPath = Set(result.acceptedNodes)
+        onPath.insert(-1)
+        let accepted = Set(result.acceptedNodes)
+        for i in 0..<tree.count where onPath.contains(tree.parents[i]) {
+            let bin = min(Int(Double(min(max(tree.confidences[i], 0), 1)) * 10), 9)
+            profile.calibrationOffered[bin] += 1
+            if accepted.contains(i) { profile.calibrationAccepted[bin] += 1 }
+        }
+        // Depth acceptance: depth d offered when the path reached d-1 and the tree went deeper.
+        if profile.depthAcceptance.count < tree.maxDepth {
+            profile.depthAcceptance += [Double](repeating: 0.6, count: tree.maxDepth - profile.depthAcceptance.count)
+        }
+        for d in 1...tree.maxDepth {
+            guard result.acceptedNodes.count >= d - 1 else { break }
+            let hit = result.acceptedNodes.count >= d ? 1.0 : 0.0
+            profile.depthAcceptance[d - 1] = (1 - s) * profile.depthAcceptance[d - 1] + s * hit
+        }
+    }
+}

@@ -1,0 +1,25 @@
+/// Limits and preferences of speculative generation.
+public struct SpeculationConfiguration: Sendable, Equatable, Codable {
+    /// Largest tree the drafter may propose in one round.
+    public var budget: DraftBudget
+    /// Choose each round's tree size from measured costs and acceptance (including not drafting
+    /// at all). When false every round drafts and sends the full budget.
+    public var adaptive: Bool
+    /// The objective, the cs knob, an optional service level, and the prices.
+    public var preferences: CostPreferences
+    /// Draft the next tree while the target verifies this one, when the policy expects it to pay
+    /// (needs a `PipelinedVerifier` and a drafter that costs time; deterministic drafts only).
+    public var proactive: Bool
+    /// Active power of one busy core of this device, W, for modelled energy.
+    public var wattsPerCore: Double
+
+    public init(budget: DraftBudget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: Bool = true,
+                preferences: CostPreferences = CostPreferences(), proactive: Bool = false,
+                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore) {
+        self.budget = budget
+        self.adaptive = adaptive
+        self.preferences = preferences
+        self.proactive = proactive
+        self.wattsPerCore = wattsPerCore
+    }
+}
