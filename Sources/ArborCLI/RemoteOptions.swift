@@ -21,17 +21,40 @@ struct RemoteOptions: ParsableArguments {
         guard (1...65535).contains(targetPort) else { throw ValidationError("--target-port must be 1…65535") }
         guard reconnectAttempts >= 0 else { throw ValidationError("--reconnect-attempts must be ≥ 0") }
         if !isRemote && authTokenFile != nil { throw ValidationError("--auth-token-file goes with --target-host") }
+        // A missing or unreadable token file fails now, before any model is loaded.
+        if let authTokenFile { _ = try AuthTokenFile.read(authTokenFile) }
     }
 
     /// Connects to the server, refusing one whose vocabulary differs from `vocabularyHash`.
     func connect(vocabularyHash: UInt64) throws -> RemoteVerifier {
-        var token = ""
-        if let authTokenFile {
-            let text = try String(contentsOfFile: authTokenFile, encoding: .utf8)
-            token = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-        }
+        let token = try authTokenFile.map(AuthTokenFile.read) ?? ""
         let target = RemoteTarget(host: targetHost ?? "127.0.0.1", port: targetPort, authToken: token,
                                   clientName: "arbor-generate", reconnectAttempts: reconnectAttempts)
         return try RemoteVerifier(target: target, expectedVocabularyHash: vocabularyHash)
+    }
+}
+
+/// `--auth-token-file` (client and server): the token is the file's first line.
+enum AuthTokenFile {
+    /// Why a token file cannot be used, in one line.
+    struct Problem: Error, CustomStringConvertible {
+        let path: String
+        let reason: String
+        var description: String { "--auth-token-file \(path): \(reason)" }
+    }
+
+    /// The first line of the file at `path`; a clear `Problem` when it is missing, unreadable,
+    /// not text or empty.
+    static func read(_ path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw Problem(path: path, reason: "no such file") }
+        guard !isDirectory.boolValue else { throw Problem(path: path, reason: "is a directory, not a file") }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw Problem(path: path, reason: "not readable (check its permissions)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw Problem(path: path, reason: "cannot be read") }
+        guard let text = String(data: data, encoding: .utf8) else { throw Problem(path: path, reason: "is not UTF-8 text") }
+        guard let line = text.split(whereSeparator: \.isNewline).first.map(String.init), !line.isEmpty else {
+            throw Problem(path: path, reason: "holds no token")
+        }
+        return line
     }
 }

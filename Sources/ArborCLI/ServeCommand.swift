@@ -1,3 +1,4 @@
+import ArborEngine
 import ArborServer
 import ArgumentParser
 import Dispatch
@@ -42,6 +43,12 @@ struct ServeCommand: ParsableCommand {
     var maxBatchTokens = 64
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
+    @Option(name: .customLong("price-per-hour"), help: "Price of this server's time per hour, advertised to clients (default: not advertised).")
+    var pricePerHour: Double?
+    @Option(name: .customLong("watts-per-core"), help: "Active power of one busy core (W) for the energy model, used where RAPL is not readable.")
+    var wattsPerCore = EnergyMeter.defaultWattsPerCore
+    @Flag(name: .customLong("profile-target"), help: "At start-up, time target passes of batch sizes 1–64 and advertise them to clients (loads the model at start-up).")
+    var profileTarget = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
@@ -51,17 +58,13 @@ struct ServeCommand: ParsableCommand {
         guard maxSessionTokens >= 2, maxTreeNodes >= 1 else { throw ValidationError("--max-session-tokens must be ≥ 2 and --max-tree-nodes ≥ 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if let pricePerHour { guard pricePerHour.isFinite, pricePerHour >= 0 else { throw ValidationError("--price-per-hour must be ≥ 0") } }
+        guard wattsPerCore.isFinite, wattsPerCore > 0 else { throw ValidationError("--watts-per-core must be > 0") }
     }
 
     func run() throws {
-        var token: String?
-        if let authTokenFile {
-            let text = try String(contentsOfFile: authTokenFile, encoding: .utf8)
-            guard let line = text.split(whereSeparator: \.isNewline).first.map(String.init), !line.isEmpty else {
-                throw ValidationError("\(authTokenFile) holds no token")
-            }
-            token = line
-        }
+        let token = try authTokenFile.map(AuthTokenFile.read)
+        if profileTarget && lazyLoad { StandardStreams.write("arbor serve: --profile-target loads the model at start-up; --lazy-load is ignored\n") }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -73,8 +76,15 @@ struct ServeCommand: ParsableCommand {
             modelPath: path, modelName: model.model, serverName: name, host: host, port: port, lazyLoad: lazyLoad,
             authToken: token, maxSessions: maxSessions, idleTimeout: .seconds(Int64(idleTimeout)),
             threads: threads ?? ModelRegistryDefaults.threads, maxTreeNodes: maxTreeNodes, maxSessionTokens: maxSessionTokens,
-            maxBatchTokens: maxBatchTokens)
+            maxBatchTokens: maxBatchTokens, pricePerHour: pricePerHour, wattsPerCore: wattsPerCore, profileTarget: profileTarget)
         let server = try VerificationServer(configuration: configuration)
+        if let details = server.details, !details.targetProfile.isEmpty {
+            var table = "target profile (median of 3 passes):\n  batch        ms   ms/token\n"
+            for p in details.targetProfile {
+                table += String(format: "  %5d  %8.2f  %9.3f\n", Int(p.batchSize), Double(p.milliseconds), Double(p.milliseconds) / Double(max(p.batchSize, 1)))
+            }
+            StandardStreams.write(table)
+        }
         try server.start()
 
         // Stop on SIGINT / SIGTERM: finish in-flight rounds, tell clients, exit.

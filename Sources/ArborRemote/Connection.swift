@@ -1,12 +1,33 @@
 import ArborWire
+import Dispatch
 import NIOCore
 import NIOPosix
 
-/// One TCP connection to a server, used from a blocking caller: `request` sends a frame and
-/// waits (bounded) for the next one.
+/// A frame from the server, its size on the wire and when it arrived (uptime nanoseconds, taken
+/// on the event loop, so a caller that collects it late still sees the true round trip).
+struct Reply {
+    var message: WireMessage
+    var bytes: Int
+    var arrivedNanoseconds: UInt64
+}
+
+/// One TCP connection to a server, used from a blocking caller: `start` sends a frame and
+/// returns at once with the reply still to come; `wait` blocks (bounded) until it is there.
+/// `request` is both.
 final class Connection: @unchecked Sendable {
     let channel: any Channel
     private let handler: ReplyHandler
+
+    /// A request whose reply is awaited: its future, and the timer that fails it at the deadline.
+    struct Pending {
+        let reply: EventLoopFuture<Reply>
+        let timer: Scheduled<Void>
+        /// When the frame was handed to the channel (uptime nanoseconds).
+        let sentNanoseconds: UInt64
+
+        /// Stops the deadline (the reply is no longer awaited, or has arrived).
+        func cancel() { timer.cancel() }
+    }
 
     private init(channel: any Channel, handler: ReplyHandler) {
         self.channel = channel
@@ -31,10 +52,12 @@ final class Connection: @unchecked Sendable {
         }
     }
 
-    /// Sends `message` and returns the next frame from the server with its size.
-    func request(_ message: WireMessage, timeout: TimeAmount, what: String) throws -> (WireMessage, Int) {
-        let promise = channel.eventLoop.makePromise(of: (WireMessage, Int).self)
+    /// Sends `message` and returns without waiting: the next frame from the server will complete
+    /// the returned request, or `timeout` after now it fails with `RemoteError.timedOut`.
+    func start(_ message: WireMessage, timeout: TimeAmount, what: String) -> Pending {
+        let promise = channel.eventLoop.makePromise(of: Reply.self)
         let handler = self.handler, channel = self.channel
+        let sent = DispatchTime.now().uptimeNanoseconds
         channel.eventLoop.execute {
             handler.expect(promise)
             channel.writeAndFlush(message).whenFailure { promise.fail($0) }
@@ -42,9 +65,14 @@ final class Connection: @unchecked Sendable {
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
             promise.fail(RemoteError.timedOut(what: what, seconds: Double(timeout.nanoseconds) / 1e9))
         }
-        defer { timer.cancel() }
+        return Pending(reply: promise.futureResult, timer: timer, sentNanoseconds: sent)
+    }
+
+    /// Waits for the reply to a request `start`ed on this connection (bounded by its timeout).
+    func wait(_ pending: Pending) throws -> Reply {
+        defer { pending.cancel() }
         do {
-            return try promise.futureResult.wait()
+            return try pending.reply.wait()
         } catch let e as RemoteError {
             throw e
         } catch let e as ErrorFrame {
@@ -52,6 +80,11 @@ final class Connection: @unchecked Sendable {
         } catch {
             throw RemoteError.disconnected
         }
+    }
+
+    /// Sends `message` and waits for the next frame from the server.
+    func request(_ message: WireMessage, timeout: TimeAmount, what: String) throws -> Reply {
+        try wait(start(message, timeout: timeout, what: what))
     }
 
     /// Sends without waiting for a reply.
@@ -69,10 +102,10 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = WireInbound
 
     /// Event loop only.
-    private var waiting: EventLoopPromise<(WireMessage, Int)>?
+    private var waiting: EventLoopPromise<Reply>?
     private var closedError: (any Error)?
 
-    func expect(_ promise: EventLoopPromise<(WireMessage, Int)>) {
+    func expect(_ promise: EventLoopPromise<Reply>) {
         if let closedError {
             promise.fail(closedError)
             return
@@ -82,10 +115,11 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Frames of types this client does not know are dropped (a newer server's extensions).
         guard case let .message(message, bytes) = unwrapInboundIn(data) else { return }
         if let w = waiting {
             waiting = nil
-            w.succeed((message, bytes))
+            w.succeed(Reply(message: message, bytes: bytes, arrivedNanoseconds: DispatchTime.now().uptimeNanoseconds))
         } else if case let .error(e) = message, e.code.isFatal {
             // A fatal error nobody asked for (shutdown, idle timeout): the connection is ending,
             // so the next request fails with it rather than with a bare disconnect.

@@ -49,6 +49,8 @@ public enum RemoteError: Error, CustomStringConvertible {
     case vocabularyMismatch(server: String, serverHash: UInt64, localHash: UInt64)
     /// The server replied with a message that makes no sense here.
     case protocolViolation(String)
+    /// The verifier was called out of order (e.g. `send` twice without `receive`).
+    case outOfOrder(String)
 
     public var description: String {
         switch self {
@@ -59,6 +61,7 @@ public enum RemoteError: Error, CustomStringConvertible {
         case let .vocabularyMismatch(name, theirs, mine):
             "the server's model \(name) has another vocabulary (hash \(String(theirs, radix: 16)) vs the drafter's \(String(mine, radix: 16))): its tokens would not mean the same"
         case let .protocolViolation(s): "protocol violation: \(s)"
+        case let .outOfOrder(s): "remote verifier called out of order: \(s)"
         }
     }
 
@@ -79,11 +82,21 @@ public enum RemoteError: Error, CustomStringConvertible {
 /// repeats the round, so a restarted server resumes the generation exactly (greedy). Every wait
 /// is bounded: a server that is gone for good ends in `RemoteError.unreachable`, never a hang.
 /// Calls are made from one thread at a time, like any `Verifier`.
-public final class RemoteVerifier: Verifier {
+///
+/// As a `PipelinedVerifier` it lets the caller draft while the server verifies: `send` writes
+/// the verify frame and returns, `receive` waits for the verdict (resuming on a new connection
+/// if the old one failed in between). After the handshake it asks the server for its
+/// `serverDetails` and per-round costs (`capabilities`); a server from before that extension
+/// answers `unknownType` and is used as before, with `serverDetails` nil.
+public final class RemoteVerifier: PipelinedVerifier {
     public let target: RemoteTarget
     /// The vocabulary hash of the drafter; a server with another one is refused.
     public let expectedVocabularyHash: UInt64?
     public private(set) var serverInfo: ServerInfo
+    /// What the server advertised in answer to `capabilities` on the latest connection: its
+    /// price per hour, how it obtains energy figures, its target profile. nil for a server from
+    /// before the extension (it sends plain results, without CPU time or energy).
+    public private(set) var serverDetails: ServerDetails?
     /// Costs of the current (or last) request.
     public private(set) var stats = TransportStats()
     /// The smallest ping round trip seen on any connection: the network alone, no server work
@@ -96,6 +109,16 @@ public final class RemoteVerifier: Verifier {
     /// Committed tokens including the pending one (what a resumed session must be rebuilt from).
     private var history: [Int32] = []
     private var round: UInt32 = 0
+    /// The round sent and not yet received.
+    private var inFlight: InFlight?
+
+    private struct InFlight {
+        let tree: TokenTree
+        let round: UInt32
+        let message: WireMessage
+        /// The verify frame on its way; nil once it must be sent again (on a new connection).
+        var outgoing: Outgoing?
+    }
 
     /// Connects and completes the handshake (so `vocabularySize` and `contextLength` are known).
     public init(target: RemoteTarget, expectedVocabularyHash: UInt64?, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
@@ -107,7 +130,10 @@ public final class RemoteVerifier: Verifier {
         try withReconnects { try self.connect() }
     }
 
-    deinit { connection?.close() }
+    deinit {
+        inFlight?.outgoing?.pending.cancel()
+        connection?.close()
+    }
 
     public var vocabularySize: Int { Int(serverInfo.vocabularySize) }
     /// The session limit of the server (the most a request may hold).
@@ -118,6 +144,7 @@ public final class RemoteVerifier: Verifier {
 
     public func begin(_ request: VerificationRequest) throws {
         guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
+        abandonRoundInFlight()
         stats = TransportStats()
         stats.minimumPingMilliseconds = networkMilliseconds
         self.request = request
@@ -129,24 +156,63 @@ public final class RemoteVerifier: Verifier {
         }
     }
 
+    /// `send(tree)` then `receive()`.
     public func verify(_ tree: TokenTree) throws -> VerificationResult {
+        try send(tree)
+        return try receive()
+    }
+
+    /// Writes the verify frame for `tree` and returns without waiting for the verdict (connecting
+    /// and resuming the session first if the connection was lost). `receive()` must follow
+    /// before the next `send`.
+    public func send(_ tree: TokenTree) throws {
         guard request != nil else { throw SpeculativeError.notStarted }
+        guard inFlight == nil else { throw RemoteError.outOfOrder("send while round \(round) awaits its receive") }
         guard tree.count <= Int(serverInfo.maxTreeNodes) else {
             throw SpeculativeError.treeTooLarge(nodes: tree.count, limit: Int(serverInfo.maxTreeNodes))
         }
         round &+= 1
-        let message = Self.verifyFrame(tree, round: round)
-        var reply: Exchange!
+        var flight = InFlight(tree: tree, round: round, message: Self.verifyFrame(tree, round: round), outgoing: nil)
         try withReconnects {
             if self.connection == nil {
                 try self.connect()
                 try self.openSession()
             }
-            reply = try self.exchange(message, what: "verify")
+            flight.outgoing = try self.start(flight.message, what: "verify")
         }
-        guard case let .result(r) = reply.message else { throw unexpected(reply.message, "a result") }
-        guard r.round == round, r.acceptedNodes.allSatisfy({ Int($0) < tree.count }) else {
-            throw RemoteError.protocolViolation("result for round \(r.round) with nodes \(r.acceptedNodes) (sent round \(round), \(tree.count) nodes)")
+        inFlight = flight
+    }
+
+    /// Waits for the verdict on the tree last sent. If the connection fails before it arrives,
+    /// reconnects, reopens the session from the committed tokens and sends the same tree again.
+    public func receive() throws -> VerificationResult {
+        guard var flight = inFlight else { throw RemoteError.outOfOrder("receive without a round sent") }
+        inFlight = nil
+        defer { flight.outgoing?.pending.cancel() }
+        var reply: Exchange!
+        try withReconnects {
+            if flight.outgoing == nil {
+                // The connection failed after the tree was sent: resume, then send it again.
+                if self.connection == nil {
+                    try self.connect()
+                    try self.openSession()
+                }
+                flight.outgoing = try self.start(flight.message, what: "verify")
+            }
+            let outgoing = flight.outgoing!
+            flight.outgoing = nil
+            reply = try self.finish(outgoing)
+        }
+        let tree = flight.tree
+        let r: RoundResult, extra: ResultCost?
+        switch reply.message {
+        case let .result(plain): (r, extra) = (plain, nil)
+        case let .resultCost(c): (r, extra) = (c.result, c)
+        default: throw unexpected(reply.message, "a result")
+        }
+        guard r.round == flight.round, r.acceptedNodes.allSatisfy({ Int($0) < tree.count }) else {
+            close()
+            throw RemoteError.protocolViolation("result for round \(r.round) with nodes \(r.acceptedNodes) (sent round \(flight.round), \(tree.count) nodes)")
         }
         let accepted = r.acceptedNodes.map { Int($0) }
         for n in accepted { history.append(tree.tokens[n]) }
@@ -160,12 +226,22 @@ public final class RemoteVerifier: Verifier {
         stats.perRound.append(RoundTransport(
             nodes: tree.count, accepted: accepted.count, bytesSent: reply.bytesSent, bytesReceived: reply.bytesReceived,
             roundTripMilliseconds: reply.milliseconds, serverMilliseconds: server, queueMilliseconds: Double(r.queueMilliseconds)))
-        return VerificationResult(acceptedNodes: accepted, nextToken: Int32(bitPattern: r.nextToken), batchSize: Int(r.batchSize),
-                                  targetMilliseconds: Double(r.targetMilliseconds), samplingMilliseconds: Double(r.samplingMilliseconds),
-                                  roundMilliseconds: reply.milliseconds)
+        var result = VerificationResult(acceptedNodes: accepted, nextToken: Int32(bitPattern: r.nextToken), batchSize: Int(r.batchSize),
+                                        targetMilliseconds: Double(r.targetMilliseconds), samplingMilliseconds: Double(r.samplingMilliseconds),
+                                        roundMilliseconds: reply.milliseconds)
+        result.cost.queueMilliseconds = Double(r.queueMilliseconds)
+        result.cost.bytesUp = reply.bytesSent
+        result.cost.bytesDown = reply.bytesReceived
+        if let extra {
+            result.cost.targetCPUMilliseconds = Self.amount(extra.targetCPUMilliseconds)
+            result.cost.targetJoules = Self.amount(extra.targetJoules)
+            result.cost.targetEnergySource = extra.energySource.energySource
+        }
+        return result
     }
 
     public func end() {
+        abandonRoundInFlight()
         if let connection, request != nil {
             // No reply to wait for: the server frees the session when it reads this.
             let frame = WireCodec.encode(.close)
@@ -176,9 +252,11 @@ public final class RemoteVerifier: Verifier {
         history = []
     }
 
-    /// Measures the network's round trip with a ping (no server work involved).
+    /// Measures the network's round trip with a ping (no server work involved). Not while a
+    /// round is in flight (its reply is awaited first).
     @discardableResult
     public func ping() throws -> Double {
+        guard inFlight == nil else { throw RemoteError.outOfOrder("ping while round \(round) awaits its receive") }
         if connection == nil { try withReconnects { try self.connect() } }
         let nonce = UInt64.random(in: 0...UInt64.max)
         let reply = try exchange(.ping(nonce: nonce), what: "ping")
@@ -188,13 +266,22 @@ public final class RemoteVerifier: Verifier {
         return reply.milliseconds
     }
 
-    /// Closes the connection (a later call reconnects).
+    /// Closes the connection (a later call reconnects; a round in flight is resent by `receive`).
     public func close() {
         connection?.close()
         connection = nil
     }
 
     // MARK: Steps
+
+    /// A round whose verdict will never be collected: the connection is dropped, since its reply
+    /// could otherwise be taken for the answer to the next request.
+    private func abandonRoundInFlight() {
+        guard let flight = inFlight else { return }
+        inFlight = nil
+        flight.outgoing?.pending.cancel()
+        close()
+    }
 
     private func connect() throws {
         connection?.close()
@@ -209,6 +296,20 @@ public final class RemoteVerifier: Verifier {
         }
         serverInfo = info
         _ = try ping()
+        try negotiate()
+    }
+
+    /// Asks for the server's details and per-round costs. A server from before the extension
+    /// answers `unknownType`: it is then used without them.
+    private func negotiate() throws {
+        serverDetails = nil
+        do {
+            let reply = try exchange(.capabilities(.roundCosts), what: "capabilities")
+            guard case let .serverDetails(details) = reply.message else { throw unexpected(reply.message, "server details") }
+            serverDetails = details
+        } catch let RemoteError.server(e) where e.code == .unknownType {
+            // An old server: plain `result` frames, nothing advertised.
+        }
     }
 
     /// Opens a session and reads the committed tokens into it (the prompt, or after a
@@ -241,29 +342,46 @@ public final class RemoteVerifier: Verifier {
         stats.serverBusyMilliseconds += Double(p.computeMilliseconds)
     }
 
+    /// A request on its way: the connection it went out on, its reply to come, its size.
+    private struct Outgoing {
+        let connection: Connection
+        let pending: Connection.Pending
+        let bytesSent: Int
+    }
+
     private struct Exchange {
         var message: WireMessage
         var bytesSent: Int
         var bytesReceived: Int
+        /// From handing the request to the connection to the reply's arrival.
         var milliseconds: Double
     }
 
-    /// Sends one request and waits for its reply; an error frame becomes `RemoteError.server`.
-    private func exchange(_ message: WireMessage, what: String) throws -> Exchange {
+    /// Sends one request without waiting for its reply.
+    private func start(_ message: WireMessage, what: String) throws -> Outgoing {
         guard let connection else { throw RemoteError.disconnected }
         let sent = WireCodec.encode(message).readableBytes
-        let start = DispatchTime.now().uptimeNanoseconds
-        let (reply, received) = try connection.request(message, timeout: target.requestTimeout, what: what)
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-        stats.bytesSent += sent
-        stats.bytesReceived += received
+        return Outgoing(connection: connection, pending: connection.start(message, timeout: target.requestTimeout, what: what), bytesSent: sent)
+    }
+
+    /// Waits for the reply to a request `start`ed; an error frame becomes `RemoteError.server`.
+    private func finish(_ outgoing: Outgoing) throws -> Exchange {
+        let reply = try outgoing.connection.wait(outgoing.pending)
+        let ms = Double(reply.arrivedNanoseconds >= outgoing.pending.sentNanoseconds ? reply.arrivedNanoseconds - outgoing.pending.sentNanoseconds : 0) / 1e6
+        stats.bytesSent += outgoing.bytesSent
+        stats.bytesReceived += reply.bytes
         stats.roundTrips += 1
         stats.roundTripMilliseconds += ms
-        if case let .error(e) = reply {
+        if case let .error(e) = reply.message {
             if e.code.isFatal { close() }
             throw RemoteError.server(e)
         }
-        return Exchange(message: reply, bytesSent: sent, bytesReceived: received, milliseconds: ms)
+        return Exchange(message: reply.message, bytesSent: outgoing.bytesSent, bytesReceived: reply.bytes, milliseconds: ms)
+    }
+
+    /// Sends one request and waits for its reply.
+    private func exchange(_ message: WireMessage, what: String) throws -> Exchange {
+        try finish(start(message, what: what))
     }
 
     /// Runs `body`; when the connection fails, reconnects with doubling back-off and runs it
@@ -297,6 +415,9 @@ public final class RemoteVerifier: Verifier {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// A cost figure from the server as a Double: negative or non-finite values become 0.
+    static func amount(_ x: Float) -> Double { x.isFinite && x > 0 ? Double(x) : 0 }
 
     private func unexpected(_ m: WireMessage, _ wanted: String) -> RemoteError {
         close()

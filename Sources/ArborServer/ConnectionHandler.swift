@@ -24,7 +24,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     init(server: ServerContext, logger: Logger) {
         self.server = server
         self.logger = logger
-        self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken)
+        self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken, details: server.details)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -112,10 +112,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         case let .prefill(prompt):
             guard let s = session else { return }
             let reply = replyLater(s, round: 0, context: context)
+            let meter = server.host.meter
             server.host.submit { model, _ in
                 reply(model.flatMap { m in
                     Result {
-                        let ms = try s.prefill(prompt, model: m)
+                        let ms = try s.prefill(prompt, model: m, meter: meter)
                         s.metrics.busy(milliseconds: ms)
                         return { handler in handler.machine.prefillCompleted(count: prompt.count, milliseconds: ms) }
                     }

@@ -6,8 +6,12 @@ import ArborWire
 /// `ConnectionHandler` carries out the actions.
 ///
 ///     awaitingHello ─hello→ ready ─open→ prefilling ─final prefill→ waiting → active
-///                             ↑                                        ↑       │ verify
+///                             ↑ ⟲ capabilities                         ↑       │ verify
 ///                             └──────────── close ───────────────────  └─ waiting ←┘
+///
+/// The cost extension (`capabilities` → `serverDetails`, then `resultCost` in place of
+/// `result`) is answered only when the machine has `details`; without them the three new frame
+/// types get `unknownType` in every phase, exactly as from a server that predates them.
 struct ConnectionStateMachine {
     enum Phase: Equatable {
         case awaitingHello
@@ -43,19 +47,29 @@ struct ConnectionStateMachine {
     private(set) var phase = Phase.awaitingHello
     private(set) var setup: SessionSetup?
     private(set) var committed = 0
+    /// Whether the client asked for `resultCost` frames (`ClientCapabilities.roundCosts`).
+    private(set) var sendsRoundCosts = false
     private var prompt: [Int32] = []
     let validator: RequestValidator
     let authToken: String?
+    /// What `capabilities` is answered with; nil: the extension is off (an old server).
+    let details: ServerDetails?
 
-    init(validator: RequestValidator, authToken: String?) {
+    init(validator: RequestValidator, authToken: String?, details: ServerDetails? = nil) {
         self.validator = validator
         self.authToken = authToken
+        self.details = details
     }
 
     var hasSession: Bool { setup != nil }
 
     mutating func receive(_ message: WireMessage) -> Action {
         guard phase != .closed else { return .none }
+        if details == nil, [.capabilities, .serverDetails, .resultCost].contains(message.type) {
+            // What a server from before the extension does: the frame type is unknown to it.
+            return .send(.error(ErrorFrame(
+                code: .unknownType, message: "frame type 0x\(String(message.type.rawValue, radix: 16)) is not part of protocol version \(WireCodec.version)")))
+        }
         switch message {
         case let .hello(h):
             guard phase == .awaitingHello else { return unexpected(message, "hello was already received") }
@@ -112,9 +126,15 @@ struct ConnectionStateMachine {
             committed = 0
             phase = .ready
             return .endSession
+        case let .capabilities(c):
+            guard phase == .ready, let details else {
+                return unexpected(message, phase == .waiting ? "a request is in flight" : "capabilities are set while no session is open")
+            }
+            sendsRoundCosts = c.contains(.roundCosts)
+            return .send(.serverDetails(details))
         case .error:
             return .none
-        case .serverInfo, .sessionOpened, .prefilled, .result, .pong:
+        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost:
             return unexpected(message, "\(message.type) is sent by servers only")
         }
     }
@@ -126,14 +146,20 @@ struct ConnectionStateMachine {
         return .prefilled(Prefilled(committedTokens: UInt32(count), computeMilliseconds: Float(milliseconds)))
     }
 
-    /// A round finished: the accepted path and the target's own token are committed.
+    /// A round finished: the accepted path and the target's own token are committed. The reply
+    /// is `resultCost` if the client asked for round costs, else `result`.
     mutating func verifyCompleted(_ result: VerificationResult, round: UInt32, queueMilliseconds: Double) -> WireMessage {
         committed += result.acceptedNodes.count + 1
         phase = .active
-        return .result(RoundResult(
+        let r = RoundResult(
             round: round, acceptedNodes: result.acceptedNodes.map { UInt16($0) }, nextToken: UInt32(result.nextToken),
             batchSize: UInt16(clamping: result.batchSize), targetMilliseconds: Float(result.targetMilliseconds),
-            samplingMilliseconds: Float(result.samplingMilliseconds), queueMilliseconds: Float(queueMilliseconds)))
+            samplingMilliseconds: Float(result.samplingMilliseconds), queueMilliseconds: Float(queueMilliseconds))
+        guard sendsRoundCosts else { return .result(r) }
+        let cost = result.cost
+        return .resultCost(ResultCost(
+            result: r, targetCPUMilliseconds: Float(cost.targetCPUMilliseconds), targetJoules: Float(cost.targetJoules),
+            energySource: WireEnergySource(cost.targetEnergySource)))
     }
 
     /// Model work failed: the session's cache can no longer be trusted, so it ends; the client

@@ -1,3 +1,4 @@
+import ArborEngine
 import NIOCore
 
 /// How `arbor serve` runs: where it listens, what it serves, and the limits that keep one
@@ -39,12 +40,25 @@ public struct ServerConfiguration: Sendable {
     /// Most tokens in one target pass that merges queued rounds of several sessions (1: never
     /// merge).
     public var maxBatchTokens: Int
+    /// The price per hour of this server's time advertised in `serverDetails`; nil: none.
+    public var pricePerHour: Double?
+    /// Active power per busy core, W, of the energy model used where RAPL is not readable
+    /// (passed to each session's `EnergyMeter`).
+    public var wattsPerCore: Double
+    /// Time target passes of batch sizes 1, 2, 4 … 64 (up to `maxTreeNodes + 1`) at start-up
+    /// and advertise them in `serverDetails`. Builds the model at start-up (overrides `lazyLoad`).
+    public var profileTarget: Bool
+    /// Answer the cost extension (`capabilities` → `serverDetails`, `resultCost`). false makes
+    /// the server behave exactly like one from before the extension (compatibility tests).
+    public var costExtension: Bool
 
     public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
                 lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxConnections: Int? = nil,
                 idleTimeout: TimeAmount = .seconds(300), handshakeTimeout: TimeAmount = .seconds(10),
                 frameTimeout: TimeAmount = .seconds(10), threads: Int = 2, maxTreeNodes: Int = 256,
-                maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10), maxBatchTokens: Int = 64) {
+                maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10), maxBatchTokens: Int = 64,
+                pricePerHour: Double? = nil, wattsPerCore: Double = EnergyMeter.defaultWattsPerCore, profileTarget: Bool = false,
+                costExtension: Bool = true) {
         self.modelPath = modelPath
         self.modelName = modelName
         self.serverName = serverName
@@ -63,5 +77,9 @@ public struct ServerConfiguration: Sendable {
         self.maxFrameBytes = maxFrameBytes
         self.shutdownGrace = shutdownGrace
         self.maxBatchTokens = maxBatchTokens
+        self.pricePerHour = pricePerHour
+        self.wattsPerCore = wattsPerCore
+        self.profileTarget = profileTarget
+        self.costExtension = costExtension
     }
 }

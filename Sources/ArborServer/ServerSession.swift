@@ -23,12 +23,14 @@ final class ServerSession: @unchecked Sendable {
     var isCancelled: Bool { lock.withLock { cancelled } }
     func cancel() { lock.withLock { cancelled = true } }
 
-    /// Reads the prompt (model thread). Returns the compute time.
-    func prefill(_ prompt: [Int32], model: any LanguageModel) throws -> Double {
+    /// Reads the prompt (model thread); `meter` measures the session's target passes. Returns the
+    /// compute time.
+    func prefill(_ prompt: [Int32], model: any LanguageModel, meter: EnergyMeter) throws -> Double {
         guard !isCancelled else { throw ServerError.sessionCancelled }
         let start = DispatchTime.now().uptimeNanoseconds
         if verifier == nil { metrics.cacheAllocated() }
         let v = LocalVerifier(model: model)
+        v.meter = meter
         verifier = v
         try v.begin(VerificationRequest(prompt: prompt, sampling: setup.sampling, suppressedTokens: setup.suppressedTokens,
                                         capacity: setup.capacity))

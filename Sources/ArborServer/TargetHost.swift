@@ -53,13 +53,17 @@ public final class TargetHost: @unchecked Sendable {
 
     /// Most tokens one merged verify pass may hold (1: never merge).
     public let maxBatchTokens: Int
+    /// Measures every session's target passes (RAPL where readable, else CPU time × W/core).
+    public let meter: EnergyMeter
 
     /// Reads the file's metadata and tokenizer (cheap: the file is memory-mapped); builds the
     /// model now unless `lazy`.
-    public init(path: String, threads: Int, lazy: Bool, maxBatchTokens: Int = 64) throws {
+    public init(path: String, threads: Int, lazy: Bool, maxBatchTokens: Int = 64,
+                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore) throws {
         self.path = path
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
+        meter = EnergyMeter(wattsPerCore: wattsPerCore)
         let file = try GGUFFile(path: path)
         let tokenizer = try makeTokenizer(file)
         let configuration = try ModelConfiguration(file: file)
@@ -103,6 +107,61 @@ public final class TargetHost: @unchecked Sendable {
         jobs.append(Job(enqueued: DispatchTime.now().uptimeNanoseconds, work: work))
         condition.signal()
         condition.unlock()
+    }
+
+    /// Times target passes of each batch size on the model thread (building the model if
+    /// needed): `repeats` passes each after one warm-up pass, the median kept. Each pass scores
+    /// the pending token plus a flat tree of `batchSize − 1` dummy nodes over a short dummy
+    /// context, like a verify. Sizes that do not fit the model's context are left out.
+    public func profile(batchSizes: [Int], repeats: Int = 3) throws -> [(batchSize: Int, milliseconds: Double)] {
+        final class Outcome: @unchecked Sendable {
+            var value: Result<[(batchSize: Int, milliseconds: Double)], any Error> = .success([])
+        }
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Outcome()
+        let meter = self.meter
+        submit { model, _ in
+            outcome.value = model.flatMap { m in Result { try Self.profile(model: m, meter: meter, batchSizes: batchSizes, repeats: repeats) } }
+            done.signal()
+        }
+        done.wait()  // The semaphore orders the write before this read.
+        return try outcome.value.get()
+    }
+
+    /// The profile of `model` (model thread).
+    static func profile(model: any LanguageModel, meter: EnergyMeter, batchSizes: [Int], repeats: Int) throws
+        -> [(batchSize: Int, milliseconds: Double)] {
+        let sizes = batchSizes.filter { $0 >= 1 }
+        guard !sizes.isEmpty else { return [] }
+        let vocabulary = model.configuration.vocabularySize
+        let prompt = (0..<16).map { Int32(($0 * 7 + 1) % vocabulary) }
+        // A flat tree commits at most 2 tokens per pass (one root, the target's own token).
+        let passes = 1 + sizes.count * max(repeats, 1)
+        let capacity = min(model.configuration.contextLength, prompt.count + 2 * passes + (sizes.max() ?? 1) + 1)
+        let verifier = LocalVerifier(model: model)
+        verifier.meter = meter
+        try verifier.begin(VerificationRequest(prompt: prompt, sampling: .greedy, capacity: capacity))
+        defer { verifier.end() }
+        func tree(_ batchSize: Int) -> TokenTree {
+            var t = TokenTree()
+            for i in 0..<(batchSize - 1) { _ = t.append(token: Int32((i * 13 + 3) % vocabulary), parent: -1) }
+            return t
+        }
+        // Cache slots in use (the pending token is scored with each tree).
+        func fits(_ batchSize: Int) -> Bool { verifier.committed.count - 1 + batchSize <= capacity }
+        guard fits(sizes[0]) else { return [] }
+        _ = try verifier.verify(tree(sizes[0]))  // Warm-up: first-touch of the weights and buffers.
+        var out: [(batchSize: Int, milliseconds: Double)] = []
+        for b in sizes {
+            var times: [Double] = []
+            for _ in 0..<max(repeats, 1) {
+                guard fits(b) else { return out }
+                times.append(try verifier.verify(tree(b)).targetMilliseconds)
+            }
+            times.sort()
+            out.append((b, times[times.count / 2]))
+        }
+        return out
     }
 
     /// Runs what is queued, then stops the thread.

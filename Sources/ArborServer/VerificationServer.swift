@@ -1,3 +1,4 @@
+import ArborEngine
 import ArborWire
 import Foundation
 import Logging
@@ -10,13 +11,16 @@ final class ServerContext: @unchecked Sendable {
     let host: TargetHost
     let validator: RequestValidator
     let serverInfo: ServerInfo
+    /// The answer to `capabilities`; nil when the cost extension is off.
+    let details: ServerDetails?
     private let lock = NSLock()
     private var slots = 0
     private var sessionCounter: UInt32 = 0
 
-    init(configuration: ServerConfiguration, host: TargetHost) {
+    init(configuration: ServerConfiguration, host: TargetHost, details: ServerDetails?) {
         self.configuration = configuration
         self.host = host
+        self.details = details
         let info = host.info
         let sessionTokens = min(configuration.maxSessionTokens, info.contextLength)
         validator = RequestValidator(vocabularySize: info.vocabularySize, contextLength: info.contextLength,
@@ -81,15 +85,45 @@ public final class VerificationServer: @unchecked Sendable {
     private var stopped = false
     private let finished = DispatchGroup()
 
-    /// Loads the target (unless lazy) and prepares the server; `start()` binds the socket.
+    /// Loads the target (unless lazy), profiles it if asked, and prepares the server; `start()`
+    /// binds the socket.
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "arbor.serve")) throws {
         self.configuration = configuration
         self.logger = logger
-        host = try TargetHost(path: configuration.modelPath, threads: configuration.threads, lazy: configuration.lazyLoad,
-                              maxBatchTokens: configuration.maxBatchTokens)
-        context = ServerContext(configuration: configuration, host: host)
+        host = try TargetHost(path: configuration.modelPath, threads: configuration.threads,
+                              lazy: configuration.lazyLoad && !configuration.profileTarget,
+                              maxBatchTokens: configuration.maxBatchTokens, wattsPerCore: configuration.wattsPerCore)
+        var profile: [TargetTiming] = []
+        if configuration.profileTarget {
+            do {
+                let treeLimit = min(configuration.maxTreeNodes, Int(UInt16.max) - 1)
+                let sizes = Self.profileBatchSizes.filter { $0 <= treeLimit + 1 }
+                let timings = try host.profile(batchSizes: sizes)
+                profile = timings.map { TargetTiming(batchSize: UInt16($0.batchSize), milliseconds: Float($0.milliseconds)) }
+                logger.info("target profile (median of 3 passes per batch size)", metadata: [
+                    "model": "\(configuration.modelName)",
+                    "profile": "\(timings.map { "\($0.batchSize): \(String(format: "%.2f", $0.milliseconds)) ms" }.joined(separator: ", "))",
+                ])
+            } catch {
+                host.stop()
+                throw error
+            }
+        }
+        let meter = host.meter
+        details = configuration.costExtension
+            ? ServerDetails(pricePerHour: configuration.pricePerHour.map { Float($0) }, energySource: WireEnergySource(meter.source),
+                            wattsPerCore: meter.source == .measured ? 0 : Float(meter.wattsPerCore), targetProfile: profile)
+            : nil
+        context = ServerContext(configuration: configuration, host: host, details: details)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
+
+    /// Batch sizes timed by `ServerConfiguration.profileTarget` (those up to `maxTreeNodes + 1`).
+    public static let profileBatchSizes = [1, 2, 4, 8, 16, 32, 64]
+
+    /// What the server advertises in `serverDetails` (price, energy source, target profile);
+    /// nil when `ServerConfiguration.costExtension` is off.
+    public let details: ServerDetails?
 
     /// Server-wide counters.
     public var metrics: ServerMetrics { host.metrics }

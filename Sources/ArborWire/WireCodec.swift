@@ -87,14 +87,7 @@ public enum WireCodec {
                 for i in m.distributionIndex { buffer.writeInteger(i) }
             }
         case let .result(m):
-            buffer.writeInteger(m.round)
-            buffer.writeInteger(UInt16(m.acceptedNodes.count))
-            for n in m.acceptedNodes { buffer.writeInteger(n) }
-            buffer.writeInteger(m.nextToken)
-            buffer.writeInteger(m.batchSize)
-            buffer.writeInteger(m.targetMilliseconds.bitPattern)
-            buffer.writeInteger(m.samplingMilliseconds.bitPattern)
-            buffer.writeInteger(m.queueMilliseconds.bitPattern)
+            writeResult(m, into: &buffer)
         case let .ping(nonce), let .pong(nonce):
             buffer.writeInteger(nonce)
         case .close:
@@ -103,10 +96,39 @@ public enum WireCodec {
             buffer.writeInteger(m.code.rawValue)
             buffer.writeInteger(m.round)
             buffer.writeWireString(m.message)
+        case let .capabilities(m):
+            buffer.writeInteger(m.rawValue)
+        case let .serverDetails(m):
+            buffer.writeInteger((m.pricePerHour.map { $0.isFinite && $0 >= 0 ? $0 : -1 } ?? -1).bitPattern)
+            buffer.writeInteger(m.energySource.rawValue)
+            buffer.writeInteger(m.wattsPerCore.bitPattern)
+            let points = m.targetProfile.prefix(Int(UInt16.max))
+            buffer.writeInteger(UInt16(points.count))
+            for p in points {
+                buffer.writeInteger(p.batchSize)
+                buffer.writeInteger(p.milliseconds.bitPattern)
+            }
+        case let .resultCost(m):
+            writeResult(m.result, into: &buffer)
+            buffer.writeInteger(m.targetCPUMilliseconds.bitPattern)
+            buffer.writeInteger(m.targetJoules.bitPattern)
+            buffer.writeInteger(m.energySource.rawValue)
         }
         let size = buffer.writerIndex - start
         buffer.setInteger(UInt32(size - 4), at: start)
         return size
+    }
+
+    /// The `result` payload (also the head of `resultCost`).
+    private static func writeResult(_ m: RoundResult, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(m.round)
+        buffer.writeInteger(UInt16(m.acceptedNodes.count))
+        for n in m.acceptedNodes { buffer.writeInteger(n) }
+        buffer.writeInteger(m.nextToken)
+        buffer.writeInteger(m.batchSize)
+        buffer.writeInteger(m.targetMilliseconds.bitPattern)
+        buffer.writeInteger(m.samplingMilliseconds.bitPattern)
+        buffer.writeInteger(m.queueMilliseconds.bitPattern)
     }
 
     /// `message` as one frame.
@@ -178,13 +200,7 @@ public enum WireCodec {
             }
             message = .verify(Verify(round: round, tokens: tokens, parents: parents, distributions: distributions, distributionIndex: index))
         case .result:
-            let round = try r.u32("round")
-            let n = try r.count16("accepted nodes", elementBytes: 2)
-            let accepted = (0..<n).map { _ in r.unchecked16() }
-            message = .result(RoundResult(
-                round: round, acceptedNodes: accepted, nextToken: try r.u32("next token"), batchSize: try r.u16("batch size"),
-                targetMilliseconds: try r.f32("target time"), samplingMilliseconds: try r.f32("sampling time"),
-                queueMilliseconds: try r.f32("queue time")))
+            message = .result(try r.result())
         case .ping:
             message = .ping(nonce: try r.u64("nonce"))
         case .pong:
@@ -198,6 +214,22 @@ public enum WireCodec {
             // An unknown code from a newer peer is still an error: report it as internal.
             message = .error(ErrorFrame(code: WireErrorCode(rawValue: raw) ?? .internalError, round: round,
                                         message: WireErrorCode(rawValue: raw) == nil ? "(code \(raw)) \(text)" : text))
+        case .capabilities:
+            // Unknown bits are a newer client's features: ignored, not malformed.
+            message = .capabilities(ClientCapabilities(rawValue: try r.u32("flags")))
+        case .serverDetails:
+            let price = try r.f32("price per hour")
+            let source = try r.energySource()
+            let watts = try r.f32("watts per core")
+            let n = try r.count16("profile points", elementBytes: 6)
+            var points: [TargetTiming] = []
+            points.reserveCapacity(n)
+            for _ in 0..<n { points.append(TargetTiming(batchSize: try r.u16("batch size"), milliseconds: try r.f32("milliseconds"))) }
+            message = .serverDetails(ServerDetails(pricePerHour: price >= 0 && price.isFinite ? price : nil, energySource: source,
+                                                   wattsPerCore: watts, targetProfile: points))
+        case .resultCost:
+            message = .resultCost(ResultCost(result: try r.result(), targetCPUMilliseconds: try r.f32("target CPU time"),
+                                             targetJoules: try r.f32("target energy"), energySource: try r.energySource()))
         }
         guard r.remaining == 0 else { throw r.malformed("\(r.remaining) unexpected bytes after the payload") }
         payload = r.buffer
@@ -251,6 +283,24 @@ struct PayloadReader {
         var out = [UInt32](repeating: 0, count: n)
         for i in 0..<n { out[i] = try u32("token") }
         return out
+    }
+
+    /// The `result` payload (also the head of `resultCost`).
+    mutating func result() throws(ErrorFrame) -> RoundResult {
+        let round = try u32("round")
+        let n = try count16("accepted nodes", elementBytes: 2)
+        let accepted = (0..<n).map { _ in unchecked16() }
+        return RoundResult(
+            round: round, acceptedNodes: accepted, nextToken: try u32("next token"), batchSize: try u16("batch size"),
+            targetMilliseconds: try f32("target time"), samplingMilliseconds: try f32("sampling time"),
+            queueMilliseconds: try f32("queue time"))
+    }
+
+    /// An energy source byte; values this side does not know are malformed.
+    mutating func energySource() throws(ErrorFrame) -> WireEnergySource {
+        let raw = try u8("energy source")
+        guard let source = WireEnergySource(rawValue: raw) else { throw malformed("unknown energy source \(raw)") }
+        return source
     }
 
     /// A u16-length-prefixed UTF-8 string.

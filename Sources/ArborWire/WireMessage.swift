@@ -3,6 +3,11 @@
 /// A connection carries at most one session at a time: hello → server info → open session →
 /// prefill (one or more chunks) → verify/result rounds → close. Ping/pong may be sent at any time
 /// after hello. Every message is one frame; `WireCodec` turns them into bytes and back.
+///
+/// Extensions within version 1 are new message types (an old peer skips a frame of unknown
+/// type): `capabilities` asks a server for `serverDetails` (its price, energy source and target
+/// profile) and, with `ClientCapabilities.roundCosts`, for `resultCost` frames in place of
+/// `result` (each round's CPU time and energy).
 public enum WireMessage: Equatable, Sendable {
     case hello(Hello)
     case serverInfo(ServerInfo)
@@ -16,6 +21,9 @@ public enum WireMessage: Equatable, Sendable {
     case pong(nonce: UInt64)
     case close
     case error(ErrorFrame)
+    case capabilities(ClientCapabilities)
+    case serverDetails(ServerDetails)
+    case resultCost(ResultCost)
 
     /// The frame type byte of each message.
     public var type: WireMessageType {
@@ -32,6 +40,9 @@ public enum WireMessage: Equatable, Sendable {
         case .pong: .pong
         case .close: .close
         case .error: .error
+        case .capabilities: .capabilities
+        case .serverDetails: .serverDetails
+        case .resultCost: .resultCost
         }
     }
 }
@@ -50,6 +61,12 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
     case pong = 0x0A
     case close = 0x0B
     case error = 0x0C
+    /// Extension (client → server): what the client understands; answered with `serverDetails`.
+    case capabilities = 0x0D
+    /// Extension (server → client): price, energy source, target profile.
+    case serverDetails = 0x0E
+    /// Extension (server → client): `result` plus the round's CPU time and energy.
+    case resultCost = 0x0F
 }
 
 /// Client → server, first frame of a connection.
@@ -220,6 +237,81 @@ public struct RoundResult: Equatable, Sendable {
         self.targetMilliseconds = targetMilliseconds
         self.samplingMilliseconds = samplingMilliseconds
         self.queueMilliseconds = queueMilliseconds
+    }
+}
+
+/// Client → server (extension 0x0D): the optional features this client understands, as a u32 of
+/// flags. Valid after hello while no session is open; the server answers `serverDetails`. Bits
+/// the server does not know are ignored. A server from before the extension answers
+/// `error unknownType` (non-fatal): the client then carries on without extensions.
+public struct ClientCapabilities: OptionSet, Equatable, Sendable {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Answer every verify with `resultCost` (the result plus its CPU time and energy) instead
+    /// of `result`.
+    public static let roundCosts = ClientCapabilities(rawValue: 1 << 0)
+}
+
+/// How a server obtains the energy figures it reports.
+public enum WireEnergySource: UInt8, Equatable, Sendable, CaseIterable {
+    /// No energy figures.
+    case none = 0
+    /// RAPL's package energy counter, the difference across each pass.
+    case measured = 1
+    /// Process CPU time of each pass × `ServerDetails.wattsPerCore`.
+    case modelled = 2
+}
+
+/// One point of a target profile: the time of one target pass of `batchSize` tokens.
+public struct TargetTiming: Equatable, Sendable {
+    public var batchSize: UInt16
+    public var milliseconds: Float
+    public init(batchSize: UInt16, milliseconds: Float) {
+        self.batchSize = batchSize
+        self.milliseconds = milliseconds
+    }
+}
+
+/// Server → client (extension 0x0E), the answer to `capabilities`: what the server's time costs
+/// and how fast its target is.
+public struct ServerDetails: Equatable, Sendable {
+    /// The advertised price of the server's time, per hour (in a currency the operator and its
+    /// clients agree on); nil when not advertised (a negative value on the wire).
+    public var pricePerHour: Float?
+    /// Where the energy in `resultCost` frames comes from.
+    public var energySource: WireEnergySource
+    /// The energy model's active power per busy core, W (0 when the energy is measured).
+    public var wattsPerCore: Float
+    /// Target pass times by batch size, measured when the server started (`--profile-target`);
+    /// empty when it was not profiled.
+    public var targetProfile: [TargetTiming]
+
+    public init(pricePerHour: Float?, energySource: WireEnergySource, wattsPerCore: Float, targetProfile: [TargetTiming] = []) {
+        self.pricePerHour = pricePerHour
+        self.energySource = energySource
+        self.wattsPerCore = wattsPerCore
+        self.targetProfile = targetProfile
+    }
+}
+
+/// Server → client (extension 0x0F): a `result` with what the round's target pass cost. Sent in
+/// place of `result` to a client that asked for `ClientCapabilities.roundCosts`.
+public struct ResultCost: Equatable, Sendable {
+    /// The verdict, exactly as in a `result` frame.
+    public var result: RoundResult
+    /// CPU time of the target pass (all the server's threads); in a pass merged with other
+    /// sessions' rounds, this round's share by tokens.
+    public var targetCPUMilliseconds: Float
+    /// Energy of the target pass, J (its share in a merged pass).
+    public var targetJoules: Float
+    /// How `targetJoules` was obtained (`.none`: the server has no figure).
+    public var energySource: WireEnergySource
+    public init(result: RoundResult, targetCPUMilliseconds: Float, targetJoules: Float, energySource: WireEnergySource) {
+        self.result = result
+        self.targetCPUMilliseconds = targetCPUMilliseconds
+        self.targetJoules = targetJoules
+        self.energySource = energySource
     }
 }
 

@@ -8,8 +8,11 @@ import Testing
     let validator = RequestValidator(vocabularySize: 100, contextLength: 64, maxTreeNodes: 8, maxSessionTokens: 32)
     let greedy = SamplingParameters.greedy.wire
 
-    func machine(token: String? = nil) -> ConnectionStateMachine {
-        ConnectionStateMachine(validator: validator, authToken: token)
+    let details = ServerDetails(pricePerHour: 0.75, energySource: .modelled, wattsPerCore: 6,
+                                targetProfile: [TargetTiming(batchSize: 1, milliseconds: 3)])
+
+    func machine(token: String? = nil, details: ServerDetails? = nil) -> ConnectionStateMachine {
+        ConnectionStateMachine(validator: validator, authToken: token, details: details)
     }
 
     func errorCode(_ a: ConnectionStateMachine.Action) -> WireErrorCode? {
@@ -19,10 +22,11 @@ import Testing
         }
     }
 
-    /// hello, open (capacity 16), prompt of `n` tokens.
-    func ready(prompt n: Int = 4) -> ConnectionStateMachine {
-        var m = machine()
+    /// hello, (capabilities,) open (capacity 16), prompt of `n` tokens.
+    func ready(prompt n: Int = 4, details: ServerDetails? = nil, capabilities: ClientCapabilities? = nil) -> ConnectionStateMachine {
+        var m = machine(details: details)
         _ = m.receive(.hello(Hello(authToken: "", clientName: "t")))
+        if let capabilities { _ = m.receive(.capabilities(capabilities)) }
         _ = m.receive(.openSession(OpenSession(sampling: greedy, capacity: 16)))
         _ = m.receive(.prefill(Prefill(isFinal: true, tokens: Array(repeating: 1, count: n))))
         _ = m.prefillCompleted(count: n, milliseconds: 1)
@@ -130,5 +134,95 @@ import Testing
         #expect(actions.first == .endSession)
         #expect(actions.last.map(errorCode) == .internalError)
         #expect(m.phase == .ready && !m.hasSession)
+    }
+
+    /// A round's verdict with its measured costs, as `LocalVerifier` fills them.
+    func costedResult() -> VerificationResult {
+        var r = VerificationResult(acceptedNodes: [0], nextToken: 9, batchSize: 3, targetMilliseconds: 5, samplingMilliseconds: 0.5)
+        r.cost.targetCPUMilliseconds = 9.5
+        r.cost.targetJoules = 0.0625
+        r.cost.targetEnergySource = .modelled
+        return r
+    }
+
+    @Test func capabilitiesAreAnsweredWithDetailsAndSwitchResultsToCosts() {
+        var m = machine(details: details)
+        _ = m.receive(.hello(Hello(authToken: "", clientName: "c")))
+        #expect(!m.sendsRoundCosts)
+        #expect(m.receive(.capabilities(.roundCosts)) == .send(.serverDetails(details)))
+        #expect(m.sendsRoundCosts && m.phase == .ready)
+        // Sent again (still without a session), the last one counts.
+        #expect(m.receive(.capabilities([])) == .send(.serverDetails(details)))
+        #expect(!m.sendsRoundCosts)
+        #expect(m.receive(.capabilities(ClientCapabilities(rawValue: 0xFFFF_FFFF))) == .send(.serverDetails(details)))  // Unknown bits ignored.
+        #expect(m.sendsRoundCosts)
+
+        var costed = ready(details: details, capabilities: .roundCosts)
+        _ = costed.receive(.verify(Verify(round: 3, tokens: [4, 5], parents: [-1, 0])))
+        let plain = RoundResult(round: 3, acceptedNodes: [0], nextToken: 9, batchSize: 3, targetMilliseconds: 5, samplingMilliseconds: 0.5, queueMilliseconds: 2)
+        #expect(costed.verifyCompleted(costedResult(), round: 3, queueMilliseconds: 2)
+            == .resultCost(ResultCost(result: plain, targetCPUMilliseconds: 9.5, targetJoules: 0.0625, energySource: .modelled)))
+        #expect(costed.committed == 6 && costed.phase == .active)
+        // Costs stay on for the connection's later sessions.
+        _ = costed.receive(.close)
+        #expect(costed.sendsRoundCosts)
+        // A round without energy figures: zeros and source none.
+        var bare = ready(details: details, capabilities: .roundCosts)
+        _ = bare.receive(.verify(Verify(round: 1, tokens: [], parents: [])))
+        #expect(bare.verifyCompleted(VerificationResult(acceptedNodes: [], nextToken: 2, batchSize: 1), round: 1, queueMilliseconds: 0)
+            == .resultCost(ResultCost(result: RoundResult(round: 1, acceptedNodes: [], nextToken: 2, batchSize: 1, targetMilliseconds: 0,
+                                                          samplingMilliseconds: 0, queueMilliseconds: 0),
+                                      targetCPUMilliseconds: 0, targetJoules: 0, energySource: .none)))
+    }
+
+    @Test func aClientThatNeverAsksGetsPlainResults() {
+        for caps: ClientCapabilities? in [nil, []] {
+            var m = ready(details: details, capabilities: caps)
+            _ = m.receive(.verify(Verify(round: 3, tokens: [4, 5], parents: [-1, 0])))
+            #expect(m.verifyCompleted(costedResult(), round: 3, queueMilliseconds: 2)
+                == .result(RoundResult(round: 3, acceptedNodes: [0], nextToken: 9, batchSize: 3, targetMilliseconds: 5, samplingMilliseconds: 0.5, queueMilliseconds: 2)))
+        }
+    }
+
+    @Test func capabilitiesOnlyAfterHelloAndWithoutASession() {
+        var first = machine(details: details)
+        #expect(errorCode(first.receive(.capabilities(.roundCosts))) == .unauthorized)  // Hello comes first.
+        #expect(first.phase == .closed)
+        var m = machine(details: details)
+        _ = m.receive(.hello(Hello(authToken: "", clientName: "c")))
+        guard case .openSession = m.receive(.openSession(OpenSession(sampling: greedy, capacity: 16))) else { Issue.record("no session"); return }
+        #expect(errorCode(m.receive(.capabilities(.roundCosts))) == .unexpectedMessage)  // Prefilling.
+        _ = m.receive(.prefill(Prefill(isFinal: true, tokens: [1, 2])))
+        #expect(errorCode(m.receive(.capabilities(.roundCosts))) == .unexpectedMessage)  // Waiting.
+        _ = m.prefillCompleted(count: 2, milliseconds: 1)
+        #expect(errorCode(m.receive(.capabilities(.roundCosts))) == .unexpectedMessage)  // Active.
+        #expect(m.phase == .active && !m.sendsRoundCosts)
+        _ = m.receive(.close)
+        #expect(m.receive(.capabilities(.roundCosts)) == .send(.serverDetails(details)))
+        // The extension's server frames are not for clients to send.
+        #expect(errorCode(m.receive(.serverDetails(details))) == .unexpectedMessage)
+        let r = RoundResult(round: 1, acceptedNodes: [], nextToken: 0, batchSize: 1, targetMilliseconds: 0, samplingMilliseconds: 0, queueMilliseconds: 0)
+        #expect(errorCode(m.receive(.resultCost(ResultCost(result: r, targetCPUMilliseconds: 0, targetJoules: 0, energySource: .none)))) == .unexpectedMessage)
+        #expect(m.phase == .ready)
+    }
+
+    @Test func withoutDetailsTheServerActsLikeOneFromBeforeTheExtension() {
+        // Each new type is an unknown type, in every phase, non-fatal — as an old frame reader
+        // would answer it (before hello too: unknown types are skipped, not refused).
+        var m = machine()
+        #expect(errorCode(m.receive(.capabilities(.roundCosts))) == .unknownType)
+        #expect(m.phase == .awaitingHello)
+        #expect(m.receive(.hello(Hello(authToken: "", clientName: "old"))) == .acceptHello(clientName: "old"))
+        let r = RoundResult(round: 1, acceptedNodes: [], nextToken: 0, batchSize: 1, targetMilliseconds: 0, samplingMilliseconds: 0, queueMilliseconds: 0)
+        for frame: WireMessage in [.capabilities(.roundCosts), .serverDetails(details),
+                                   .resultCost(ResultCost(result: r, targetCPUMilliseconds: 0, targetJoules: 0, energySource: .none))] {
+            guard case let .send(.error(e)) = m.receive(frame) else { Issue.record("\(frame.type) not refused"); continue }
+            #expect(e.code == .unknownType && e.round == 0 && !e.code.isFatal)
+        }
+        #expect(m.phase == .ready && !m.sendsRoundCosts)
+        var session = ready()
+        #expect(errorCode(session.receive(.capabilities(.roundCosts))) == .unknownType)
+        _ = session.receive(.verify(Verify(round: 2, tokens: [4], parents: [-1])))
+        guard case .result = session.verifyCompleted(costedResult(), round: 2, queueMilliseconds: 0) else { Issue.record("not a plain result"); return }
     }
 }

@@ -97,7 +97,7 @@ import Testing
         let started = DispatchSemaphore(value: 0)
         for (i, s) in sessions.enumerated() {
             let prompt = b.promptTokens("session \(i)")
-            host.submit { model, _ in _ = try? s.prefill(prompt, model: try model.get()); started.signal() }
+            host.submit { model, _ in _ = try? s.prefill(prompt, model: try model.get(), meter: host.meter); started.signal() }
             try reference[i].begin(VerificationRequest(prompt: prompt, sampling: .greedy, capacity: 64))
         }
         for _ in 0..<3 { started.wait() }

@@ -96,7 +96,11 @@ final class ScriptedDrafter: Drafter {
         self.vocabulary = vocabulary
     }
 
-    func draft(context: [Int32], budget: DraftBudget) throws -> TokenTree {
+    func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
+        Draft(tree: try proposeTree(context: context, budget: budget))
+    }
+
+    func proposeTree(context: [Int32], budget: DraftBudget) throws -> TokenTree {
         rounds += 1
         try onRound(rounds)
         var tree = TokenTree()

@@ -30,6 +30,19 @@ let sampleMessages: [WireMessage] = [
     .result(RoundResult(round: 2, acceptedNodes: [], nextToken: 0, batchSize: 1, targetMilliseconds: 0, samplingMilliseconds: 0, queueMilliseconds: 3)),
     .ping(nonce: 42), .pong(nonce: .max), .close,
     .error(ErrorFrame(code: .notATree, round: 9, message: "node 3 has parent 5")),
+    // The cost extension.
+    .capabilities(.roundCosts),
+    .capabilities(ClientCapabilities(rawValue: 0xFFFF_FFFF)),  // Unknown bits survive decoding.
+    .serverDetails(ServerDetails(pricePerHour: 1.25, energySource: .modelled, wattsPerCore: 6,
+                                 targetProfile: [TargetTiming(batchSize: 1, milliseconds: 20.5), TargetTiming(batchSize: 64, milliseconds: 95)])),
+    .serverDetails(ServerDetails(pricePerHour: nil, energySource: .none, wattsPerCore: 0)),
+    .serverDetails(ServerDetails(pricePerHour: 0, energySource: .measured, wattsPerCore: 0, targetProfile: [TargetTiming(batchSize: .max, milliseconds: 0)])),
+    .resultCost(ResultCost(result: RoundResult(round: 1, acceptedNodes: [0, 2], nextToken: 11, batchSize: 4, targetMilliseconds: 30.25,
+                                               samplingMilliseconds: 0.5, queueMilliseconds: 0),
+                           targetCPUMilliseconds: 58.5, targetJoules: 0.375, energySource: .modelled)),
+    .resultCost(ResultCost(result: RoundResult(round: .max, acceptedNodes: [], nextToken: 0, batchSize: 1, targetMilliseconds: 0,
+                                               samplingMilliseconds: 0, queueMilliseconds: 0),
+                           targetCPUMilliseconds: 0, targetJoules: 0, energySource: .none)),
 ]
 
 func frame(_ m: WireMessage) -> ByteBuffer { WireCodec.encode(m) }

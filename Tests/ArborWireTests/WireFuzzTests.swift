@@ -15,6 +15,8 @@ import Testing
         case let .verify(v): v.tokens.count + v.parents.count + v.distributionIndex.count + v.distributions.reduce(0) { $0 + 2 * $1.tokens.count }
         case let .result(r): r.acceptedNodes.count
         case let .error(e): e.message.utf8.count
+        case let .serverDetails(d): 2 * d.targetProfile.count
+        case let .resultCost(c): c.result.acceptedNodes.count
         default: 0
         }
     }
