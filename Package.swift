@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // GGUF container: memory-mapped reader, metadata, tensor infos, tensor types.
@@ -61,10 +62,16 @@ let package = Package(
             ],
             swiftSettings: nativeSwift
         ),
+        // Learned cost profiles persisted in SQLite (GRDB), keyed by device, drafter, server, target.
+        .target(
+            name: "ArborProfiles",
+            dependencies: ["ArborEngine", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: nativeSwift
+        ),
         .executableTarget(
             name: "ArborCLI",
             dependencies: [
-                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote",
+                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote", "ArborProfiles",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -78,6 +85,11 @@ let package = Package(
         .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
         .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
         .testTarget(name: "ArborStoreTests", dependencies: ["ArborStore", "ArborTestSupport"]),
+        .testTarget(
+            name: "ArborProfilesTests",
+            // GRDB only to forge broken databases and rows.
+            dependencies: ["ArborProfiles", "ArborEngine", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "ArborWireTests",
             dependencies: [
