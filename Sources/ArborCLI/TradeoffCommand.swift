@@ -1,0 +1,274 @@
+import ArborEngine
+import ArborStore
+import ArgumentParser
+import Foundation
+
+/// `arbor tradeoff`: the speed–cost curve of the cost-aware policy against static baselines.
+struct TradeoffCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tradeoff",
+        abstract: "Run a prompt set at several cs values and static baselines; write the speed–cost curve (JSON, CSV, PNG, SVG).",
+        discussion: """
+            Each setting generates every prompt (chat-rendered, greedy) against the target — in \
+            this process, or an `arbor serve` with --target-host. Adaptive settings run the \
+            cost-aware policy at one cs value for --objective, starting from the stored profile; \
+            baselines are static. Every setting's resources (target time and energy, draft \
+            energy, bytes) are measured, so the report holds its cost under every objective.
+
+            Baselines: one-per-rtt (no drafter: one token per round trip), chain<k> (a fixed \
+            chain of depth k), tree<N>w<w> (a fixed tree of N nodes, width w, depth N/w), \
+            server-alone (the target decodes alone in this process, billed as server time; run \
+            it where the server runs), server-spec (drafter and target both in this process, \
+            the drafter's time billed as server time). Outputs equal to the first setting's are \
+            counted (greedy: all of them should be).
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup(title: "Speculative decoding") var speculation: SpeculationOptions
+    @OptionGroup(title: "Remote target") var remote: RemoteOptions
+    @OptionGroup(title: "Cost and objective") var cost: CostOptions
+    @OptionGroup(title: "Profiles") var profileOptions: ProfileOptions
+    @Option(name: .customLong("set"), help: "Prompt set (humaneval, mtbench).")
+    var set = "humaneval"
+    @Option(help: "First N prompts of the set.")
+    var limit = 20
+    @Option(name: .customLong("max-tokens"), help: "Tokens generated per prompt (fewer if the model ends).")
+    var maxTokens = 128
+    @Option(name: .customLong("cs-values"), parsing: .upToNextOption, help: "cs values of the adaptive settings (tps, balanced, cost, 0…1).")
+    var csValues: [String] = ["0", "0.25", "0.5", "0.75", "1"]
+    @Option(name: .customLong("baselines"), parsing: .upToNextOption, help: "Static baselines: one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec.")
+    var baselines: [String] = ["one-per-rtt", "chain4", "tree16w4"]
+    @Option(help: "Prompts run (unmeasured) with the adaptive policy first, so every cs value starts from a learned profile.")
+    var warmup = 2
+    @Flag(name: .customLong("compare-proactive"), help: "Also run the first cs value with proactive drafting off.")
+    var compareProactive = false
+    @Option(help: "A label for this environment (e.g. \"80 ms\").")
+    var label = ""
+    @Option(help: "Output directory (default: <data dir>/tradeoff/<time>).")
+    var out: String?
+    @Option(help: "Worker threads.")
+    var threads: Int?
+    @Flag(help: "Print one line per prompt to stderr.")
+    var verbose = false
+
+    /// The lists with `none` meaning empty.
+    var baselineNames: [String] { baselines == ["none"] ? [] : baselines }
+    var csNames: [String] { csValues == ["none"] ? [] : csValues }
+
+    func validate() throws {
+        for b in baselineNames where Baseline(b) == nil {
+            throw ValidationError("unknown baseline '\(b)' (one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec)")
+        }
+        for c in csNames {
+            do { _ = try CostSensitivity(parsing: c) } catch { throw ValidationError("\(error)") }
+        }
+        guard limit >= 1, maxTokens >= 1, (threads ?? 1) >= 1 else { throw ValidationError("--limit, --max-tokens and --threads must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be ≥ 0") }
+        if remote.isRemote, baselineNames.contains(where: { $0.hasPrefix("server-") }) {
+            throw ValidationError("server-alone and server-spec run the target in this process: run them without --target-host, where the server runs")
+        }
+    }
+
+    /// A static baseline, parsed from its name.
+    enum Baseline: Equatable {
+        case onePerRoundTrip, chain(Int), tree(nodes: Int, width: Int), serverAlone, serverSpeculation
+
+        init?(_ name: String) {
+            switch name {
+            case "one-per-rtt": self = .onePerRoundTrip
+            case "server-alone": self = .serverAlone
+            case "server-spec": self = .serverSpeculation
+            default:
+                if name.hasPrefix("chain"), let k = Int(name.dropFirst(5)), k >= 1 { self = .chain(k); return }
+                let parts = name.dropFirst(4).split(separator: "w")
+                if name.hasPrefix("tree"), parts.count == 2, let n = Int(parts[0]), let w = Int(parts[1]), n >= 1, w >= 1 {
+                    self = .tree(nodes: n, width: w)
+                    return
+                }
+                return nil
+            }
+        }
+    }
+
+    func run() async throws {
+        let threadCount = threads ?? ModelRegistryDefaults.threads
+        let localName = remote.isRemote ? (speculation.draftModel ?? model.model) : model.model
+        let bundle = try ModelBundle.load(path: try ModelOptions.resolve(localName), threads: threadCount)
+        let items = try PromptsCommand.items(set, limit: limit)
+        let prompts = try items.map { try bundle.chatTokens([ChatMessage(role: "user", content: $0.userMessage)]) }
+
+        let target = try TargetSetup(remote: remote, local: bundle, localName: model.model)
+        let verifier = target.verifier
+        let advertisedPrice = target.advertisedPrice
+        let preferences = cost.preferences(advertisedPrice: advertisedPrice)
+        let meter = EnergyMeter(wattsPerCore: cost.wattsPerCore)
+        let loadedDraft = remote.isRemote && speculation.kind == .model ? bundle : nil
+        // One drafter for every setting (a draft model is loaded once).
+        let drafter = try speculation.makeDrafter(targetTokenizer: bundle.tokenizer, targetName: target.targetName, threads: threadCount, loadedDraft: loadedDraft)
+        let profiles = ProfilePersistence(options: profileOptions, drafter: drafter?.name ?? "none", server: target.serverName, target: target.targetName)
+        var startProfile = target.seeded(profiles.load())
+        let parameters = GenerationParameters(maxTokens: maxTokens, sampling: .greedy)
+        let base = cost.apply(to: speculation.configuration, advertisedPrice: advertisedPrice)
+        if drafter != nil, !csNames.isEmpty, warmup > 0 {
+            // Learn the environment first (unmeasured), as a user's earlier requests would have.
+            let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: base, profile: startProfile)
+            for p in prompts.prefix(warmup) { _ = try g.generate(promptTokens: p, parameters: parameters) }
+            startProfile = g.policy.profile
+            StandardStreams.error("warm-up: \(min(warmup, prompts.count)) prompts, \(startProfile.rounds) rounds in the profile\n")
+        }
+
+        var report = TradeoffReport(label: label, objective: cost.objective, rates: preferences.rates, promptSet: set, maxTokens: maxTokens)
+        var reference: [[Int32]]?
+        func measure(_ name: String, kind: TradeoffPoint.Kind, cs: Double?, billing: String? = nil,
+                     generate: ([Int32]) throws -> (GenerationResult, ResourceUse)) throws {
+            var point = TradeoffPoint(name: name, kind: kind, cs: cs, objective: cost.objective, draftEnergySource: meter.source)
+            point.billing = billing
+            var outputs: [[Int32]] = []
+            for (i, prompt) in prompts.enumerated() {
+                let (r, use) = try generate(prompt)
+                point.add(r, resources: use, reference: reference?[i])
+                outputs.append(r.tokens)
+                if verbose {
+                    StandardStreams.error(String(format: "  %@ #%d: %d tokens, %.1f tok/s\n", name, i, r.tokens.count, r.stats.tokensPerSecond))
+                }
+            }
+            if reference == nil { reference = outputs }
+            let c = point.costPerMillionTokens(cost.objective == .tps ? .totalCost : cost.objective, rates: preferences.rates)
+            StandardStreams.error(String(format: "%@ %@: %.2f tok/s, %.6g per Mtok, %d/%d identical\n",
+                                         label.isEmpty ? set : label, name, point.tokensPerSecond, c, point.identical, point.compared))
+            report.points.append(point)
+        }
+        // Resources of a run whose every millisecond is the server's (server-side baselines):
+        // decode time and process CPU energy on the server; bytes of the streamed text.
+        func serverSide(_ body: () throws -> GenerationResult) throws -> (GenerationResult, ResourceUse) {
+            let reading = meter.read()
+            let r = try body()
+            let (_, joules) = meter.since(reading)
+            let down = Double(r.text.utf8.count + 6 * r.tokens.count)
+            return (r, ResourceUse(targetMilliseconds: r.stats.decodeMilliseconds, targetJoules: joules, bytesDown: down))
+        }
+        func measured(_ r: GenerationResult) -> ResourceUse { r.stats.speculative?.cost?.measured ?? ResourceUse() }
+
+        for name in baselineNames {
+            switch Baseline(name)! {
+            case .serverAlone:
+                let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
+                try measure(name, kind: .baseline, cs: nil, billing: "all decode time billed as target time; bytes: streamed text + 6 B per token") { p in
+                    try serverSide { try generator.generate(promptTokens: p, parameters: parameters) }
+                }
+            case .serverSpeculation:
+                var c = base
+                c.preferences = CostPreferences(objective: .tps, rates: preferences.rates)
+                c.proactive = false
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
+                try measure(name, kind: .baseline, cs: nil, billing: "drafter on the server: draft and target time billed as target time; bytes: streamed text + 6 B per token") { p in
+                    try serverSide { try g.generate(promptTokens: p, parameters: parameters) }
+                }
+            case .onePerRoundTrip:
+                let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: base)
+                try measure(name, kind: .baseline, cs: nil) { p in
+                    let r = try g.generate(promptTokens: p, parameters: parameters)
+                    return (r, measured(r))
+                }
+            case let .chain(k):
+                var c = base
+                c.budget = .chain(k)
+                c.adaptive = false
+                c.proactive = false
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
+                try measure(name, kind: .baseline, cs: nil) { p in
+                    let r = try g.generate(promptTokens: p, parameters: parameters)
+                    return (r, measured(r))
+                }
+            case let .tree(n, w):
+                var c = base
+                c.budget = DraftBudget(maxNodes: n, maxDepth: max(2, n / w), maxWidth: w)
+                c.adaptive = false
+                c.proactive = false
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
+                try measure(name, kind: .baseline, cs: nil) { p in
+                    let r = try g.generate(promptTokens: p, parameters: parameters)
+                    return (r, measured(r))
+                }
+            }
+        }
+        if drafter != nil, !csNames.isEmpty {
+            var learned = startProfile
+            var runs = csNames.map { ($0, base.proactive) }
+            if compareProactive, let first = csNames.first { runs.insert((first, false), at: 1) }
+            for (text, proactive) in runs {
+                let cs = try CostSensitivity(parsing: text)
+                var c = base
+                c.preferences.cs = cs
+                c.proactive = proactive
+                // Each cs value starts from the stored profile, as a new process would.
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
+                var name = "cs=\(text)" + (proactive == base.proactive ? "" : proactive ? " proactive" : " no-proactive")
+                var kind: TradeoffPoint.Kind = proactive == base.proactive ? .adaptive : .baseline
+                switch c.preferences.serviceLevel {
+                case let .minTokensPerSecond(x)?: name = String(format: "SLO ≥ %.1f tok/s", x); kind = .serviceLevel
+                case let .maxCostPerMillionTokens(y)?: name = String(format: "SLO ≤ %.4g per Mtok", y); kind = .serviceLevel
+                case nil: break
+                }
+                try measure(name, kind: kind, cs: cs.value) { p in
+                    let r = try g.generate(promptTokens: p, parameters: parameters)
+                    return (r, measured(r))
+                }
+                learned = g.policy.profile
+            }
+            profiles.save(learned)
+        }
+
+        let dir = URL(fileURLWithPath: out ?? ProfileOptions.dataDirectory().appendingPathComponent("tradeoff/\(Int(Date().timeIntervalSince1970))").path)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try encoder.encode(report).write(to: dir.appendingPathComponent("tradeoff.json"))
+        try report.csv.write(to: dir.appendingPathComponent("tradeoff.csv"), atomically: true, encoding: .utf8)
+        print(BenchOutput.table(
+            ["setting", "tok/s", "total $/Mtok", "energy J/tok", "accept", "tokens/round", "ahead used", "identical"],
+            report.points.map { p in
+                [p.name, String(format: "%.2f", p.tokensPerSecond),
+                 String(format: "%.4f", p.costPerMillionTokens(.totalCost, rates: report.rates)),
+                 String(format: "%.3f", p.costPerMillionTokens(.energyTotal, rates: report.rates) / 1e6),
+                 BenchOutput.percent(p.speculative?.acceptanceRate ?? 0), String(format: "%.2f", p.speculative?.meanAcceptedLength ?? 1),
+                 p.speculative.map { "\($0.proactive.hits)/\($0.proactive.started)" } ?? "-", "\(p.identical)/\(p.compared)"]
+            }))
+        print("energy: draft \(meter.source.rawValue)\(meter.source == .modelled ? String(format: " (CPU time × %.1f W per core)", cost.wattsPerCore) : " (RAPL)"), target \(report.points.compactMap(\.targetEnergySource).first?.rawValue ?? "modelled")")
+        print("wrote \(dir.path)/tradeoff.json and tradeoff.csv")
+        TradeoffChart.render(directory: dir)
+    }
+}
+
+/// Draws the curve with the project's matplotlib script, when Python and matplotlib are there.
+enum TradeoffChart {
+    static func render(directory: URL) {
+        guard let script = locateScript() else {
+            StandardStreams.error("chart: scripts/plot_tradeoff.py not found; run it by hand: python3 scripts/plot_tradeoff.py \(directory.path)\n")
+            return
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script, directory.path]
+        do {
+            try process.run()
+            process.waitUntilExit()
+            if process.terminationStatus != 0 {
+                StandardStreams.error("chart: \(script) failed (is matplotlib installed? pip install matplotlib)\n")
+            }
+        } catch {
+            StandardStreams.error("chart: cannot run python3: \(error)\n")
+        }
+    }
+
+    /// The script beside the checkout the binary was built in, or in the working directory.
+    static func locateScript() -> String? {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let candidates = [
+            exe.deletingLastPathComponent().appendingPathComponent("../../scripts/plot_tradeoff.py").standardized.path,
+            exe.deletingLastPathComponent().appendingPathComponent("../../../scripts/plot_tradeoff.py").standardized.path,
+            FileManager.default.currentDirectoryPath + "/scripts/plot_tradeoff.py",
+        ]
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+}
