@@ -67,7 +67,7 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
 
 # Profiles are learned per delay (one data directory each), so environments do not feed each other.
-export ARBOR_DATA_DIR=$OUT/data-server
+export ARBOR_DATA_DIR=$OUT/profiles/server
 
 log "server-side baselines ($SERVER_BASELINES) in the server's namespace"
 "$NETNS" down 2>/dev/null
@@ -82,7 +82,7 @@ for set in $SETS; do
     fi
 done
 
-"$NETNS" exec srv taskset -c 0 "$ARBOR" serve --model "$TARGET" --host "$SRV_IP" --port "$PORT" --threads 1 \
+"$NETNS" exec srv taskset -c 0 "$ARBOR" serve --model "$TARGET" --host "$SRV_IP" --port "$PORT" --threads 1 --profile-target \
     >"$OUT/server.log" 2>&1 &
 server_pid=$!
 wait_for_line "$OUT/server.log" "listening on" "$SERVER_WAIT" "$server_pid" || { tail -n 20 "$OUT/server.log" >&2; die "server did not start"; }
@@ -98,7 +98,7 @@ for d in $DELAYS; do
         wait_for_line "$OUT/relay-$d.log" "relay ready" 10 "$relay_pid" || die "relay did not start"
         host=$MID_IP
     fi
-    export ARBOR_DATA_DIR=$OUT/data-${d}ms
+    export ARBOR_DATA_DIR=$OUT/profiles/${d}ms
     for set in $SETS; do
         first=1
         compare=--compare-proactive
@@ -125,7 +125,7 @@ for d in $DELAYS; do
     done
     if [ "$d" = "${DELAYS##* }" ]; then
         log "profile check at $d ms: a cold and a warm run"
-        export ARBOR_DATA_DIR=$OUT/data-profile-check
+        export ARBOR_DATA_DIR=$OUT/profiles/check
         for run_name in cold warm; do
             run "$NETNS" exec cli taskset -c 1 "$ARBOR" generate --model "$TARGET" --draft "$DRAFT" --threads 1 \
                 --target-host "$host" --target-port "$PORT" --objective total_cost --cs balanced --max-tokens "$N" \

@@ -100,7 +100,7 @@ def print_tables(reports, shared, objectives):
                         continue
                     spec = pt.get("speculative") or {}
                     print("| %s | %.2f | %.4g | %.4f | %.3f | %s | %d/%d |" % (
-                        pt["name"] if pt["kind"] == "adaptive" or pt["name"].startswith("cs=") else pt["name"] + " (static)",
+                        pt["name"] if pt["kind"] != "baseline" or pt["name"].startswith("cs=") else pt["name"] + " (static)",
                         tokens_per_second(pt), cost_per_mtok(pt, objective, r["rates"]),
                         cost_per_mtok(pt, "total_cost", r["rates"]), cost_per_mtok(pt, "energy_total", r["rates"]) / 1e6,
                         ("%.0f %%" % (100 * spec["acceptance_rate"])) if spec.get("drafted_nodes") else "-",
@@ -136,7 +136,7 @@ def main():
     keys = sorted(groups, key=lambda k: (k[0], k[1]))
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.2 * cols, 7), 4.2 * rows + 0.6), squeeze=False)
     for ax in axes.flat[len(keys):]:
         ax.axis("off")
     for ax, key in zip(axes.flat, keys):
@@ -166,7 +166,10 @@ def main():
         ax.set_title("%s%s" % (key[0], (" · " + key[1]) if key[1] else ""), fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle((args.title + "\n" if args.title else "") + energy_note(reports + shared), fontsize=9)
+    import textwrap
+
+    title = "\n".join(textwrap.wrap(args.title, int(13 * fig.get_figwidth()))) if args.title else ""
+    fig.suptitle((title + "\n" if title else "") + energy_note(reports + shared), fontsize=9)
     fig.tight_layout()
     out = args.out or os.path.dirname(os.path.abspath(reports[0][0]))
     os.makedirs(out, exist_ok=True)

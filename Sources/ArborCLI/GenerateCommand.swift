@@ -102,7 +102,16 @@ struct GenerateCommand: AsyncParsableCommand {
                     sp.meanAcceptedLength, sp.meanVerifyBatchSize, sp.draftMilliseconds, sp.verifyMilliseconds,
                     sp.samplingMilliseconds, sp.tokensPerSecond))
                 StandardStreams.error("[acceptance by depth: " + sp.acceptanceByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ") + "]\n")
-                if let c = sp.cost { StandardStreams.error(Self.costLine(c, proactive: sp.proactive) + "\n") }
+                if let c = sp.cost {
+                    StandardStreams.error(Self.costLine(c, proactive: sp.proactive) + "\n")
+                    if c.objective != .tps,
+                       let (file, curve) = TradeoffReport.latest(drafter: sp.drafter, server: target.serverName, target: target.targetName, objective: c.objective),
+                       let near = curve.nearestAdaptivePoint(tokensPerSecond: c.tokensPerSecond, costPerMillionTokens: c.costPerMillionTokens) {
+                        StandardStreams.error(String(
+                            format: "[on the trade-off curve of %@: nearest point %@ (%.2f tok/s, %.4g per Mtok)]\n", file.deletingLastPathComponent().path,
+                            near.name, near.tokensPerSecond, near.costPerMillionTokens(c.objective, rates: curve.rates)))
+                    }
+                }
                 if let r = sp.remote {
                     let n = max(s.generatedTokens, 1)
                     StandardStreams.error(String(

@@ -118,6 +118,9 @@ struct TradeoffCommand: AsyncParsableCommand {
         }
 
         var report = TradeoffReport(label: label, objective: cost.objective, rates: preferences.rates, promptSet: set, maxTokens: maxTokens)
+        report.drafter = drafter?.name ?? "none"
+        report.server = target.serverName
+        report.target = target.targetName
         var reference: [[Int32]]?
         func measure(_ name: String, kind: TradeoffPoint.Kind, cs: Double?, billing: String? = nil,
                      generate: ([Int32]) throws -> (GenerationResult, ResourceUse)) throws {
@@ -237,6 +240,22 @@ struct TradeoffCommand: AsyncParsableCommand {
         print("energy: draft \(meter.source.rawValue)\(meter.source == .modelled ? String(format: " (CPU time × %.1f W per core)", cost.wattsPerCore) : " (RAPL)"), target \(report.points.compactMap(\.targetEnergySource).first?.rawValue ?? "modelled")")
         print("wrote \(dir.path)/tradeoff.json and tradeoff.csv")
         TradeoffChart.render(directory: dir)
+    }
+}
+
+extension TradeoffReport {
+    /// The newest stored trade-off run (under `<data dir>/tradeoff/`) for this drafter, server,
+    /// target and objective, if any.
+    static func latest(drafter: String, server: String, target: String, objective: Objective) -> (URL, TradeoffReport)? {
+        let root = ProfileOptions.dataDirectory().appendingPathComponent("tradeoff")
+        let dirs = (try? FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)) ?? []
+        let decoder = JSONDecoder()
+        for dir in dirs.sorted(by: { $0.lastPathComponent > $1.lastPathComponent }) {
+            let file = dir.appendingPathComponent("tradeoff.json")
+            guard let data = try? Data(contentsOf: file), let r = try? decoder.decode(TradeoffReport.self, from: data) else { continue }
+            if r.drafter == drafter, r.server == server, r.target == target, r.objective == objective { return (file, r) }
+        }
+        return nil
     }
 }
 

@@ -87,6 +87,10 @@ public struct TradeoffPoint: Codable, Sendable {
 /// A whole trade-off run: the points and what they were measured on.
 public struct TradeoffReport: Codable, Sendable {
     public var label: String
+    /// What was measured: the drafter, the server (`local` in process) and the target model.
+    public var drafter = ""
+    public var server = ""
+    public var target = ""
     public var objective: Objective
     public var rates: CostRates
     public var promptSet: String
@@ -103,7 +107,34 @@ public struct TradeoffReport: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case label, objective, rates, promptSet = "prompt_set", maxTokens = "max_tokens", points
+        case label, drafter, server, target, objective, rates, promptSet = "prompt_set", maxTokens = "max_tokens", points
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        label = try c.decode(String.self, forKey: .label)
+        drafter = try c.decodeIfPresent(String.self, forKey: .drafter) ?? ""
+        server = try c.decodeIfPresent(String.self, forKey: .server) ?? ""
+        target = try c.decodeIfPresent(String.self, forKey: .target) ?? ""
+        objective = try c.decode(Objective.self, forKey: .objective)
+        rates = try c.decode(CostRates.self, forKey: .rates)
+        promptSet = try c.decode(String.self, forKey: .promptSet)
+        maxTokens = try c.decode(Int.self, forKey: .maxTokens)
+        points = try c.decode([TradeoffPoint].self, forKey: .points)
+    }
+
+    /// Where a request that ran at `tokensPerSecond` and `costPerMillionTokens` (under this
+    /// report's objective) sits on the adaptive curve: the nearest point, in relative distance.
+    public func nearestAdaptivePoint(tokensPerSecond: Double, costPerMillionTokens: Double) -> TradeoffPoint? {
+        let curve = points.filter { $0.kind == .adaptive }
+        return curve.min { a, b in
+            func d(_ p: TradeoffPoint) -> Double {
+                let t = p.tokensPerSecond, c = p.costPerMillionTokens(objective, rates: rates)
+                let dt = t > 0 ? (tokensPerSecond - t) / t : 0, dc = c > 0 ? (costPerMillionTokens - c) / c : 0
+                return dt * dt + dc * dc
+            }
+            return d(a) < d(b)
+        }
     }
 
     /// One CSV row per point: speed, cost under every objective, acceptance, identity.

@@ -65,6 +65,7 @@ extension Drafter {
         draft.cost.milliseconds = Clock.millisecondsSince(start)
         draft.cost.cpuMilliseconds = cpu
         draft.cost.joules = joules
+        draft.cost.energySource = meter.source
         return draft
     }
 }

@@ -62,6 +62,7 @@ public final class SpeculativeGenerator {
         // Drafting ahead needs a verifier that lets this thread work while it waits, and
         // deterministic drafts (a sampled draft must not be chosen by the target's verdict).
         let pipelined = configuration.proactive && parameters.sampling.isGreedy ? verifier as? PipelinedVerifier : nil
+        policy.overlapsDrafting = pipelined != nil && drafter?.costsTimePerStep == true
 
         var start = Clock.now
         let capacity = min(limit, promptTokens.count + parameters.maxTokens + configuration.budget.maxNodes + 1)
@@ -105,13 +106,13 @@ public final class SpeculativeGenerator {
             var selection = policy.select(draft, plan: plan)
             if draftedAhead {
                 // Already paid for during the last round: this round's time has no drafting in it.
-                selection.prediction = policy.predict(nodes: selection.tree.count, accepted: selection.prediction.tokens - 1,
-                                                      draftJoules: draft.cost.joules)
+                selection.prediction = policy.predict(nodes: selection.tree.count, accepted: selection.prediction.tokens - 1)
             }
 
             // 2. Verify in one target pass; the verifier keeps the accepted path in its cache.
             //    While a remote target works, draft the next tree for the most likely outcome.
             let result: VerificationResult
+            var aheadJoules = 0.0
             if let pipelined, let drafter, policy.shouldDraftAhead(selection, nextDepth: plan.budget.maxDepth) {
                 try pipelined.send(selection.tree)
                 let path = policy.likelyPath(selection.tree).map { selection.tree.tokens[$0] }
@@ -123,6 +124,7 @@ public final class SpeculativeGenerator {
                 let assumed = context + path
                 if let early = try? drafter.measuredDraft(context: assumed, budget: budget, meter: meter) {
                     ahead = AheadDraft(context: assumed, draft: early)
+                    aheadJoules = early.cost.joules
                     spec.proactive.started += 1
                 }
                 result = try pipelined.receive()
@@ -148,7 +150,8 @@ public final class SpeculativeGenerator {
             // 3. One record of the round feeds the policy and the statistics.
             var use = ResourceUse(
                 targetMilliseconds: result.cost.serverMilliseconds, targetJoules: result.cost.targetJoules,
-                draftJoules: draft.cost.joules + (ahead?.draft.cost.joules ?? 0),
+                // Drafting ahead is billed in the round that did it, used or wasted.
+                draftJoules: (draftedAhead ? 0 : draft.cost.joules) + aheadJoules,
                 bytesUp: Double(result.cost.bytesUp), bytesDown: Double(result.cost.bytesDown))
             if use.targetJoules == 0 { use.targetJoules = result.cost.serverMilliseconds * policy.fallbackTargetJoulesPerMillisecond }
             let record = RoundRecord(plan: plan, draft: draft, sent: selection.tree, prediction: selection.prediction, result: result,

@@ -36,6 +36,9 @@ public struct CostProfile: Codable, Sendable, Equatable {
     public var depthAcceptance: [Double] = []
     /// Measured ÷ predicted round time, smoothed (AutoDraft's running correction of its model).
     public var speedCorrection = 1.0
+    /// With proactive drafting: the smoothed share of drafted rounds whose tree was drafted ahead,
+    /// during the previous verification (their drafting costs no wall time).
+    public var aheadHitRate = 0.0
     /// Rounds learned from.
     public var rounds = 0
 
@@ -52,7 +55,29 @@ public struct CostProfile: Codable, Sendable, Equatable {
         case network, bytesUp = "bytes_up", bytesDown = "bytes_down"
         case draftStepMilliseconds = "draft_step_ms", draftStepJoules = "draft_step_j", draftEnergySource = "draft_energy_source"
         case calibrationAccepted = "calibration_accepted", calibrationOffered = "calibration_offered"
-        case depthAcceptance = "depth_acceptance", speedCorrection = "speed_correction", rounds
+        case depthAcceptance = "depth_acceptance", speedCorrection = "speed_correction", aheadHitRate = "ahead_hit_rate", rounds
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        targetMilliseconds = try c.decode([Double].self, forKey: .targetMilliseconds)
+        targetSamples = try c.decode([Int].self, forKey: .targetSamples)
+        samplingMilliseconds = try c.decode(Double.self, forKey: .samplingMilliseconds)
+        targetJoulesPerMillisecond = try c.decode(Double.self, forKey: .targetJoulesPerMillisecond)
+        targetEnergySource = try c.decodeIfPresent(EnergySource.self, forKey: .targetEnergySource)
+        network = try c.decode(LinearFit.self, forKey: .network)
+        bytesUp = try c.decode(LinearFit.self, forKey: .bytesUp)
+        bytesDown = try c.decode(LinearFit.self, forKey: .bytesDown)
+        draftStepMilliseconds = try c.decode([Double].self, forKey: .draftStepMilliseconds)
+        draftStepJoules = try c.decode([Double].self, forKey: .draftStepJoules)
+        draftEnergySource = try c.decodeIfPresent(EnergySource.self, forKey: .draftEnergySource)
+        calibrationAccepted = try c.decode([Double].self, forKey: .calibrationAccepted)
+        calibrationOffered = try c.decode([Double].self, forKey: .calibrationOffered)
+        depthAcceptance = try c.decode([Double].self, forKey: .depthAcceptance)
+        speedCorrection = try c.decode(Double.self, forKey: .speedCorrection)
+        aheadHitRate = try c.decodeIfPresent(Double.self, forKey: .aheadHitRate) ?? 0
+        rounds = try c.decode(Int.self, forKey: .rounds)
     }
 
     /// Checks a decoded profile's shape (a stored profile is input like any other).
@@ -64,7 +89,7 @@ public struct CostProfile: Codable, Sendable, Equatable {
             throw .invalidSetting("profile arrays have the wrong length")
         }
         let all = targetMilliseconds + draftStepMilliseconds + draftStepJoules + calibrationAccepted + calibrationOffered + depthAcceptance
-            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection]
+            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection, aheadHitRate]
         guard all.allSatisfy({ $0.isFinite && $0 >= 0 }), network.isValid, bytesUp.isValid, bytesDown.isValid else {
             throw .invalidSetting("profile holds a negative or non-finite value")
         }
@@ -76,33 +101,44 @@ public struct CostProfile: Codable, Sendable, Equatable {
     public mutating func seedTargetTimings(_ timings: [(batch: Int, milliseconds: Double)]) {
         for (b, ms) in timings where b >= 1 && b < targetMilliseconds.count && ms.isFinite && ms > 0 && targetMilliseconds[b] == 0 {
             targetMilliseconds[b] = ms
+            // The server measured it deliberately (median of several passes): trust it like a
+            // size measured in a few rounds.
+            targetSamples[b] = Self.trustedSamples
         }
     }
 
     // MARK: Estimates
 
-    /// Estimated target compute for `b` tokens: measured where known, else interpolated between
-    /// measured sizes, else extrapolated (a prior slope of 15 % of one token per extra token).
+    /// Rounds after which a batch size's own smoothed time is trusted over the fitted line.
+    static let trustedSamples = 3
+
+    /// Estimated target compute for `b` tokens: the size's own smoothed time once it has been
+    /// measured a few times; otherwise a line through the measured sizes, each weighted by how
+    /// often it was measured (a size seen once — a cold first pass, a stray slow round — cannot
+    /// bend the estimate for every other size); with one size known, a prior slope of 15 % of a
+    /// token per extra token.
     public func targetMilliseconds(batch b: Int) -> Double {
-        if b < targetMilliseconds.count, targetMilliseconds[b] > 0 { return targetMilliseconds[b] }
+        if b < targetMilliseconds.count, targetMilliseconds[b] > 0, targetSamples[b] >= Self.trustedSamples { return targetMilliseconds[b] }
         let known = targetMilliseconds.indices.filter { targetMilliseconds[$0] > 0 }
         guard let first = known.first else { return Double(b) }  // Nothing measured: only ratios matter.
-        let lower = known.last { $0 < b }, upper = known.first { $0 > b }
-        let t = targetMilliseconds
-        switch (lower, upper) {
-        case let (l?, u?):
-            return t[l] + (t[u] - t[l]) * Double(b - l) / Double(u - l)
-        case let (l?, nil):
-            let prev = known.last { $0 < l }
-            let slope = prev.map { (t[l] - t[$0]) / Double(l - $0) } ?? 0.15 * t[first] / Double(first)
-            return t[l] + max(slope, 0.05 * t[first] / Double(first)) * Double(b - l)
-        case let (nil, u?):
-            return t[u] * Double(b) / Double(u)
-        default:
-            return Double(b)
+        if known.count == 1 {
+            let t1 = targetMilliseconds[first] / (1 + 0.15 * Double(first - 1))
+            return t1 * (1 + 0.15 * Double(b - 1))
         }
+        // Weighted least squares of ms against batch size over the measured sizes.
+        var sw = 0.0, sx = 0.0, sy = 0.0, sxx = 0.0, sxy = 0.0
+        for k in known {
+            let w = Double(min(max(targetSamples[k], 1), 10))
+            let x = Double(k), y = targetMilliseconds[k]
+            sw += w; sx += w * x; sy += w * y; sxx += w * x * x; sxy += w * x * y
+        }
+        let mx = sx / sw, my = sy / sw
+        let varX = sxx / sw - mx * mx
+        // A batch never costs less than a smaller one, and extra tokens cost at least 5 % of one.
+        let floorSlope = 0.05 * my / max(mx, 1)
+        let slope = varX > 1e-9 ? max((sxy / sw - mx * my) / varX, floorSlope) : 0.15 * my / max(mx, 1)
+        return max(my + slope * (Double(b) - mx), 0.01)
     }
-
     /// Whether the target has been timed at all.
     public var knowsTarget: Bool { targetMilliseconds.contains { $0 > 0 } }
 

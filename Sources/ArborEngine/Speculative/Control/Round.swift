@@ -29,8 +29,9 @@ public struct DraftCost: Sendable, Equatable, Codable {
     public var catchUpMilliseconds = 0.0
     /// Process CPU time of the call (all threads).
     public var cpuMilliseconds = 0.0
-    /// Energy of the call and its source.
+    /// Energy of the call, and whether it was measured (RAPL) or modelled (CPU time × W/core).
     public var joules = 0.0
+    public var energySource: EnergySource?
     /// Draft forward passes (model drafters; 0 for free drafters).
     public var steps = 0
 

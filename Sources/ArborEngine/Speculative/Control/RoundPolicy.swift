@@ -30,6 +30,9 @@ public final class RoundPolicy {
     public private(set) var profile: CostProfile
     /// Models the target's energy when the verifier does not report it (J per ms of compute).
     public var fallbackTargetJoulesPerMillisecond: Double
+    /// Set for a request whose rounds may be drafted ahead (proactive drafting with a pipelined
+    /// verifier): planned drafting then costs wall time only in the rounds not drafted ahead.
+    public var overlapsDrafting = false
 
     /// Rounds since the last drafted round, and how many to wait before re-probing when drafting
     /// looks unprofitable. The wait doubles after each probe that does not bring drafting back
@@ -143,6 +146,8 @@ public final class RoundPolicy {
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
         // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
         let step = profile.draftStep(width: b.maxWidth)
+        // Time a drafted round waits for its drafting: none when it was drafted ahead.
+        let exposed = overlapsDrafting ? 1 - profile.aheadHitRate : 1
         var candidates = [plainPrediction]
         var expected = 0.0, reach = 1.0
         for d in 1...b.maxDepth {
@@ -150,7 +155,7 @@ public final class RoundPolicy {
             expected += reach
             let nodes = min(b.maxNodes, d * b.maxWidth)
             candidates.append(predict(nodes: nodes, accepted: expected,
-                                      draftMilliseconds: Double(d) * step.milliseconds, draftJoules: Double(d) * step.joules))
+                                      draftMilliseconds: Double(d) * step.milliseconds * exposed, draftJoules: Double(d) * step.joules))
         }
         var best = choose(candidates)
         var probe = false
@@ -236,6 +241,8 @@ public final class RoundPolicy {
         let wait = predict(nodes: selection.tree.count, accepted: 0).milliseconds
         let saved = hit * draftMs - max(0, draftMs - wait)
         guard saved > 0 else { return false }
+        // Held to a minimum speed, time saved is what counts.
+        if case .minTokensPerSecond? = preferences.serviceLevel { return true }
         let cs = preferences.objective == .tps ? 0 : preferences.cs.value
         guard cs > 0 else { return true }
         // Weigh the time saved against the energy of a wasted draft, in the cs score's units.
@@ -302,8 +309,9 @@ public final class RoundPolicy {
             profile.draftStepMilliseconds[w - 1] = ema(profile.draftStepMilliseconds[w - 1], record.draft.cost.milliseconds * share / depth)
             profile.draftStepJoules[w - 1] = ema(profile.draftStepJoules[w - 1], record.draft.cost.joules * share / depth)
         }
-        if record.draft.cost.joules > 0 || record.draft.cost.cpuMilliseconds > 0 {
-            profile.draftEnergySource = profile.draftEnergySource ?? .modelled
+        if let source = record.draft.cost.energySource { profile.draftEnergySource = source }
+        if overlapsDrafting, !record.sent.isEmpty {
+            profile.aheadHitRate = 0.9 * profile.aheadHitRate + 0.1 * (record.draftedAhead ? 1 : 0)
         }
         // The model's running correction: measured ÷ predicted round time (bounded, smoothed).
         if record.prediction.milliseconds > 0, record.milliseconds > 0, profile.knowsTarget, !record.draftedAhead {
