@@ -89,5 +89,17 @@ else
     result "unreachable SLO" 1 "${note:-no note}"
 fi
 
+# 6. With a stored curve (arbor tradeoff's default output under the data directory), generate
+#    reports where on it the request ran.
+if timeout 300 "$ARBOR" tradeoff --model "$MODEL" --drafter suffix --set humaneval --limit 2 --max-tokens 16 \
+    --cs-values 0 1 --baselines none --objective total_cost --threads 2 >"$WORK/u.out" 2>"$WORK/u.err" &&
+    timeout 120 "$ARBOR" generate --model "$MODEL" --drafter suffix --prompt "def add(a, b):" --max-tokens 12 \
+        --objective total_cost --cs balanced >"$WORK/p.out" 2>"$WORK/p.err" && grep -q "on the trade-off curve" "$WORK/p.err"; then
+    result "position on the curve" 0 "$(grep -m1 'on the trade-off curve' "$WORK/p.err")"
+else
+    tail -n 5 "$WORK/u.err" "$WORK/p.err"
+    result "position on the curve" 1 "generate did not report its place on the stored curve"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

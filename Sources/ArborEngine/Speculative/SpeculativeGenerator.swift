@@ -184,7 +184,8 @@ public final class SpeculativeGenerator {
                                 finishReason: output.finish ?? .length, stats: stats)
     }
 
-    /// `tree` cut to `budget` (its most confident nodes within the depth), or nil if nothing fits.
+    /// `tree` cut to `budget`: its first nodes within the depth (parents come first, so the cut
+    /// is a tree), or nil if nothing fits.
     static func fit(_ tree: TokenTree, to budget: DraftBudget) -> TokenTree? {
         let keep = tree.tokens.indices.filter { tree.depths[$0] <= budget.maxDepth }.prefix(budget.maxNodes)
         guard !keep.isEmpty else { return nil }
