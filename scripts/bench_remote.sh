@@ -261,16 +261,7 @@ case " $MODES " in
 esac
 
 for d in $DELAYS; do
-    host=$SRV_IP
-    if [ "$netmode" = netem ]; then
-        "$NETNS" set-delay "$d" || die "set-delay $d failed"
-    elif [ "$d" != 0 ]; then
-        "$NETNS" exec mid python3 "$RELAY" --listen "$MID_IP:$PORT" --connect "$SRV_IP:$PORT" --delay-ms "$d" \
-            >"$WORK/relay-$d.log" 2>&1 &
-        relay_pid=$!
-        wait_for_line "$WORK/relay-$d.log" "relay ready" 10 "$relay_pid" || die "relay did not start"
-        host=$MID_IP
-    fi
+    add_delay "$d" "$WORK/relay-$d.log" "$netmode" || die "could not add $d ms of delay"
     log "added delay $d ms ($netmode mode), client -> $host:$PORT"
     for mode in $MODES; do
         [ "$mode" = local ] && continue

@@ -88,16 +88,7 @@ server_pid=$!
 wait_for_line "$OUT/server.log" "listening on" "$SERVER_WAIT" "$server_pid" || { tail -n 20 "$OUT/server.log" >&2; die "server did not start"; }
 
 for d in $DELAYS; do
-    host=$SRV_IP
-    if [ "$netmode" = netem ]; then
-        "$NETNS" set-delay "$d" || die "set-delay $d failed"
-    elif [ "$d" != 0 ]; then
-        "$NETNS" exec mid python3 "$RELAY" --listen "$MID_IP:$PORT" --connect "$SRV_IP:$PORT" --delay-ms "$d" \
-            >"$OUT/relay-$d.log" 2>&1 &
-        relay_pid=$!
-        wait_for_line "$OUT/relay-$d.log" "relay ready" 10 "$relay_pid" || die "relay did not start"
-        host=$MID_IP
-    fi
+    add_delay "$d" "$OUT/relay-$d.log" "$netmode" || die "could not add $d ms of delay"
     export ARBOR_DATA_DIR=$OUT/profiles/${d}ms
     for set in $SETS; do
         first=1

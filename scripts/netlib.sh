@@ -41,3 +41,18 @@ wait_for_line() {
         sleep 0.2
     done
 }
+
+# Add $1 ms to the client's round trip to the server on port $PORT: netem on the links when $3 is
+# "netem", else the delay relay in arbor-mid (its log in $2; 0 ms needs neither). Sets `host` (the
+# address the client connects to) and `relay_pid` (the relay, to stop after the runs).
+add_delay() {
+    host=$SRV_IP
+    if [ "$3" = netem ]; then
+        "$NETNS" set-delay "$1" || { log "set-delay $1 failed"; return 1; }
+    elif [ "$1" != 0 ]; then
+        "$NETNS" exec mid python3 "$RELAY" --listen "$MID_IP:$PORT" --connect "$SRV_IP:$PORT" --delay-ms "$1" >"$2" 2>&1 &
+        relay_pid=$!
+        wait_for_line "$2" "relay ready" 10 "$relay_pid" || { log "relay did not start"; return 1; }
+        host=$MID_IP
+    fi
+}

@@ -286,7 +286,7 @@ enum TradeoffChart {
         let candidates = [
             exe.deletingLastPathComponent().appendingPathComponent("../../scripts/plot_tradeoff.py").standardized.path,
             exe.deletingLastPathComponent().appendingPathComponent("../../../scripts/plot_tradeoff.py").standardized.path,
-            FileManager.default.currentDirectoryPath + "/scripts/plot_tradeoff.py",
+            URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("scripts").appendingPathComponent("plot_tradeoff.py").path,
         ]
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }
