@@ -151,6 +151,8 @@ cost = spec.get("cost") or {}
 extra = ""
 if ahead.get("started"):
     extra += f", drafted ahead {ahead['started']} (used {ahead.get('hits', 0)})"
+if spec.get("run_ahead_rounds"):
+    extra += f", {spec['run_ahead_rounds']} run-ahead rounds ({spec.get('run_ahead_tokens', 0)} tokens)"
 if cost:
     extra += f", target energy {cost.get('target_energy_source', '?')}"
 print(f"{len(tokens)} tokens identical, {trips} round trips{mean}{extra}")

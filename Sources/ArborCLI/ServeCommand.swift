@@ -49,6 +49,8 @@ struct ServeCommand: ParsableCommand {
     var wattsPerCore = EnergyMeter.defaultWattsPerCore
     @Flag(name: .customLong("profile-target"), help: "At start-up, time target passes of batch sizes 1–64 and advertise them to clients (loads the model at start-up).")
     var profileTarget = false
+    @Option(name: .customLong("max-decode-tokens"), help: "Most tokens a client may ask this server to decode by itself in one exchange (run-ahead rounds; 0: not offered).")
+    var maxDecodeTokens = 64
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
@@ -60,6 +62,7 @@ struct ServeCommand: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         if let pricePerHour { guard pricePerHour.isFinite, pricePerHour >= 0 else { throw ValidationError("--price-per-hour must be ≥ 0") } }
         guard wattsPerCore.isFinite, wattsPerCore > 0 else { throw ValidationError("--watts-per-core must be > 0") }
+        guard (0...65535).contains(maxDecodeTokens) else { throw ValidationError("--max-decode-tokens must be 0…65535") }
     }
 
     func run() throws {
@@ -76,7 +79,8 @@ struct ServeCommand: ParsableCommand {
             modelPath: path, modelName: model.model, serverName: name, host: host, port: port, lazyLoad: lazyLoad,
             authToken: token, maxSessions: maxSessions, idleTimeout: .seconds(Int64(idleTimeout)),
             threads: threads ?? ModelRegistryDefaults.threads, maxTreeNodes: maxTreeNodes, maxSessionTokens: maxSessionTokens,
-            maxBatchTokens: maxBatchTokens, pricePerHour: pricePerHour, wattsPerCore: wattsPerCore, profileTarget: profileTarget)
+            maxBatchTokens: maxBatchTokens, pricePerHour: pricePerHour, wattsPerCore: wattsPerCore, profileTarget: profileTarget,
+            maxDecodeTokens: maxDecodeTokens)
         let server = try VerificationServer(configuration: configuration)
         if let details = server.details, !details.targetProfile.isEmpty {
             var table = "target profile (median of 3 passes):\n  batch        ms   ms/token\n"

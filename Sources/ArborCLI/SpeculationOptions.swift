@@ -16,6 +16,8 @@ struct SpeculationOptions: ParsableArguments {
     var maxWidth: Int?
     @Flag(name: .customLong("fixed-tree"), help: "Always draft and send the full budget (no adaptive sizing).")
     var fixedTree = false
+    @Option(name: .customLong("max-run-ahead"), help: "Most tokens a remote target may be asked to decode by itself in one exchange, when drafting does not pay (0: never).")
+    var maxRunAhead = 32
 
     enum DrafterKind: String, ExpressibleByArgument, CaseIterable {
         case none, ngram, suffix, model
@@ -30,6 +32,7 @@ struct SpeculationOptions: ParsableArguments {
         if kind == .model && draftModel == nil { throw ValidationError("--drafter model needs --draft <model>") }
         if let d = drafter, d != .model, draftModel != nil { throw ValidationError("--draft goes with --drafter model") }
         guard maxNodes >= 1, maxDepth >= 1, (maxWidth ?? 1) >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
+        guard (0...65535).contains(maxRunAhead) else { throw ValidationError("--max-run-ahead must be 0…65535") }
     }
 
     var configuration: SpeculationConfiguration {
@@ -37,7 +40,8 @@ struct SpeculationOptions: ParsableArguments {
         // 1.13× vs 1.01×) and with a remote target at 80 ms (15.6 vs 8.8 tok/s), because a CPU
         // draft model pays for every sibling it scores.
         let width = maxWidth ?? (kind == .model ? 1 : 4)
-        return SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree)
+        return SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree,
+                                        maxRunAhead: maxRunAhead)
     }
 
     /// Builds the drafter for a target with `targetTokenizer` (nil for plain decoding).

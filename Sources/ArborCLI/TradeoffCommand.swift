@@ -168,7 +168,9 @@ struct TradeoffCommand: AsyncParsableCommand {
                     try serverSide { try g.generate(promptTokens: p, parameters: parameters) }
                 }
             case .onePerRoundTrip:
-                let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: base)
+                var c = base
+                c.maxRunAhead = 0
+                let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: c)
                 try measure(name, kind: .baseline, cs: nil) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))

@@ -88,7 +88,11 @@ public enum RemoteError: Error, CustomStringConvertible {
 /// if the old one failed in between). After the handshake it asks the server for its
 /// `serverDetails` and per-round costs (`capabilities`); a server from before that extension
 /// answers `unknownType` and is used as before, with `serverDetails` nil.
-public final class RemoteVerifier: PipelinedVerifier {
+///
+/// As a `RunAheadVerifier` it asks a server that offers it (`decodeQuery` → `decodeOffer`) to
+/// decode several tokens by itself in one exchange (`decode` → `decoded`); against a server
+/// without the offer, a run-ahead round falls back to a plain round.
+public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
     public let target: RemoteTarget
     /// The vocabulary hash of the drafter; a server with another one is refused.
     public let expectedVocabularyHash: UInt64?
@@ -102,6 +106,8 @@ public final class RemoteVerifier: PipelinedVerifier {
     /// The smallest ping round trip seen on any connection: the network alone, no server work
     /// (one ping follows each handshake).
     public private(set) var networkMilliseconds: Double?
+    /// Most tokens the server decodes by itself per `decode` (0: it does not offer run-ahead).
+    public private(set) var decodeOffer = 0
 
     private let group: any EventLoopGroup
     private var connection: Connection?
@@ -115,7 +121,10 @@ public final class RemoteVerifier: PipelinedVerifier {
     private struct InFlight {
         let tree: TokenTree
         let round: UInt32
-        let message: WireMessage
+        /// Tokens asked of the target alone (a run-ahead round), else 0.
+        let decodeCount: Int
+        /// The request frame (for a run-ahead, within the offer of the connection it goes out on).
+        var message: WireMessage
         /// The verify frame on its way; nil once it must be sent again (on a new connection).
         var outgoing: Outgoing?
     }
@@ -141,6 +150,7 @@ public final class RemoteVerifier: PipelinedVerifier {
     public var transport: TransportStats? { stats }
     /// Most nodes the server takes in one tree (drafting budgets must stay within it).
     public var maxTreeNodes: Int { Int(serverInfo.maxTreeNodes) }
+    public var maxRunAhead: Int { decodeOffer }
 
     public func begin(_ request: VerificationRequest) throws {
         guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
@@ -172,15 +182,46 @@ public final class RemoteVerifier: PipelinedVerifier {
             throw SpeculativeError.treeTooLarge(nodes: tree.count, limit: Int(serverInfo.maxTreeNodes))
         }
         round &+= 1
-        var flight = InFlight(tree: tree, round: round, message: Self.verifyFrame(tree, round: round), outgoing: nil)
+        try launch(InFlight(tree: tree, round: round, decodeCount: 0, message: Self.verifyFrame(tree, round: round), outgoing: nil))
+    }
+
+    /// A run-ahead round: the server decodes up to `count` tokens by itself (fewer when it stops
+    /// at an end-of-generation token or offers fewer; one, as a plain round, when the server does
+    /// not offer run-ahead at all).
+    public func runAhead(_ count: Int) throws -> VerificationResult {
+        try runAhead(count, whileWaiting: {})
+    }
+
+    public func runAhead(_ count: Int, whileWaiting: () -> Void) throws -> VerificationResult {
+        guard request != nil else { throw SpeculativeError.notStarted }
+        guard inFlight == nil else { throw RemoteError.outOfOrder("run-ahead while round \(round) awaits its receive") }
+        round &+= 1
+        try launch(InFlight(tree: TokenTree(), round: round, decodeCount: max(1, count), message: .close, outgoing: nil))
+        whileWaiting()
+        return try receive()
+    }
+
+    /// Sends `flight`'s request (connecting and resuming the session first if needed).
+    private func launch(_ flight: InFlight) throws {
+        var flight = flight
         try withReconnects {
             if self.connection == nil {
                 try self.connect()
                 try self.openSession()
             }
-            flight.outgoing = try self.start(flight.message, what: "verify")
+            flight.outgoing = try self.start(self.frame(for: &flight), what: flight.decodeCount > 0 ? "decode" : "verify")
         }
         inFlight = flight
+    }
+
+    /// The request frame of `flight` on the current connection: a run-ahead within this server's
+    /// offer, or a plain round where there is none.
+    private func frame(for flight: inout InFlight) -> WireMessage {
+        guard flight.decodeCount > 0 else { return flight.message }
+        flight.message = decodeOffer > 0
+            ? .decode(Decode(round: flight.round, count: UInt16(min(flight.decodeCount, decodeOffer))))
+            : Self.verifyFrame(TokenTree(), round: flight.round)
+        return flight.message
     }
 
     /// Waits for the verdict on the tree last sent. If the connection fails before it arrives,
@@ -197,7 +238,7 @@ public final class RemoteVerifier: PipelinedVerifier {
                     try self.connect()
                     try self.openSession()
                 }
-                flight.outgoing = try self.start(flight.message, what: "verify")
+                flight.outgoing = try self.start(self.frame(for: &flight), what: flight.decodeCount > 0 ? "decode" : "verify")
             }
             let outgoing = flight.outgoing!
             flight.outgoing = nil
@@ -208,6 +249,7 @@ public final class RemoteVerifier: PipelinedVerifier {
         switch reply.message {
         case let .result(plain): (r, extra) = (plain, nil)
         case let .resultCost(c): (r, extra) = (c.result, c)
+        case let .decoded(d) where flight.decodeCount > 0: return try decoded(d, reply: reply, flight: flight)
         default: throw unexpected(reply.message, "a result")
         }
         guard r.round == flight.round, r.acceptedNodes.allSatisfy({ Int($0) < tree.count }) else {
@@ -237,6 +279,36 @@ public final class RemoteVerifier: PipelinedVerifier {
             result.cost.targetJoules = Self.amount(extra.targetJoules)
             result.cost.targetEnergySource = extra.energySource.energySource
         }
+        return result
+    }
+
+    /// The result of a run-ahead round.
+    private func decoded(_ d: Decoded, reply: Exchange, flight: InFlight) throws -> VerificationResult {
+        guard d.round == flight.round, !d.tokens.isEmpty, d.tokens.count <= flight.decodeCount else {
+            close()
+            throw RemoteError.protocolViolation("decoded \(d.tokens.count) tokens for round \(d.round) (asked \(flight.decodeCount) in round \(flight.round))")
+        }
+        let tokens = d.tokens.map { Int32(bitPattern: $0) }
+        history += tokens
+        let server = Self.amount(d.targetMilliseconds) + Self.amount(d.samplingMilliseconds)
+        stats.rounds += 1
+        stats.roundBytes += reply.bytesSent + reply.bytesReceived
+        stats.roundMilliseconds += reply.milliseconds
+        stats.serverBusyMilliseconds += server
+        stats.serverQueueMilliseconds += Self.amount(d.queueMilliseconds)
+        stats.perRound.append(RoundTransport(
+            nodes: 0, accepted: 0, bytesSent: reply.bytesSent, bytesReceived: reply.bytesReceived,
+            roundTripMilliseconds: reply.milliseconds, serverMilliseconds: server, queueMilliseconds: Self.amount(d.queueMilliseconds)))
+        var result = VerificationResult(acceptedNodes: [], nextToken: tokens[0], batchSize: 1,
+                                        targetMilliseconds: Self.amount(d.targetMilliseconds), samplingMilliseconds: Self.amount(d.samplingMilliseconds),
+                                        roundMilliseconds: reply.milliseconds)
+        result.decodedTokens = Array(tokens.dropFirst())
+        result.cost.queueMilliseconds = Self.amount(d.queueMilliseconds)
+        result.cost.bytesUp = reply.bytesSent
+        result.cost.bytesDown = reply.bytesReceived
+        result.cost.targetCPUMilliseconds = Self.amount(d.targetCPUMilliseconds)
+        result.cost.targetJoules = Self.amount(d.targetJoules)
+        result.cost.targetEnergySource = d.energySource.energySource
         return result
     }
 
@@ -309,6 +381,14 @@ public final class RemoteVerifier: PipelinedVerifier {
             serverDetails = details
         } catch let RemoteError.server(e) where e.code == .unknownType {
             // An old server: plain `result` frames, nothing advertised.
+        }
+        decodeOffer = 0
+        do {
+            let reply = try exchange(.decodeQuery, what: "decode query")
+            guard case let .decodeOffer(offer) = reply.message else { throw unexpected(reply.message, "a decode offer") }
+            decodeOffer = Int(offer.maxTokens)
+        } catch let RemoteError.server(e) where e.code == .unknownType {
+            // A server without run-ahead rounds.
         }
     }
 

@@ -24,7 +24,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     init(server: ServerContext, logger: Logger) {
         self.server = server
         self.logger = logger
-        self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken, details: server.details)
+        self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken, details: server.details,
+                                              maxDecodeTokens: server.configuration.maxDecodeTokens)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -129,9 +130,50 @@ final class ConnectionHandler: ChannelInboundHandler {
                 if case let .success(r) = outcome { s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds) }
                 reply(outcome.map { r in { handler in handler.machine.verifyCompleted(r, round: round, queueMilliseconds: queueMs) } })
             }
+        case let .decode(count, round):
+            guard let s = session else { return }
+            decode(s, count: count, round: round, reply: replyLater(s, round: round, context: context))
         case .endSession:
             endSession()
         }
+    }
+
+    /// A run-ahead round: `count` plain target passes, each queued behind the other sessions'
+    /// work (so a long run cannot starve them), stopping early after an end-of-generation token.
+    private func decode(_ s: ServerSession, count: Int, round: UInt32,
+                        reply: @escaping @Sendable (Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>) -> Void) {
+        let host = server.host
+        let stops = host.info.endOfGeneration.subtracting(s.setup.suppressedTokens)
+        // Touched on the model thread only, one pass after another.
+        final class Run: @unchecked Sendable {
+            var tokens: [Int32] = []
+            var cost = RoundCost()
+        }
+        let run = Run()
+        func pass() {
+            host.submitVerify(s, TokenTree()) { outcome, queueMs in
+                switch outcome {
+                case let .failure(error):
+                    reply(.failure(error))
+                case let .success(r):
+                    s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds)
+                    run.tokens.append(r.nextToken)
+                    run.cost.targetMilliseconds += r.cost.targetMilliseconds
+                    run.cost.samplingMilliseconds += r.cost.samplingMilliseconds
+                    run.cost.targetCPUMilliseconds += r.cost.targetCPUMilliseconds
+                    run.cost.targetJoules += r.cost.targetJoules
+                    run.cost.targetEnergySource = r.cost.targetEnergySource
+                    run.cost.queueMilliseconds += queueMs
+                    if run.tokens.count < count, !stops.contains(r.nextToken), !s.isCancelled {
+                        pass()
+                    } else {
+                        let tokens = run.tokens, cost = run.cost
+                        reply(.success { handler in handler.machine.decodeCompleted(tokens, cost: cost, round: round) })
+                    }
+                }
+            }
+        }
+        pass()
     }
 
     /// What model work calls (on the model thread) with its outcome: frees the session's cache if

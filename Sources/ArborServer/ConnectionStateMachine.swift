@@ -12,6 +12,10 @@ import ArborWire
 /// The cost extension (`capabilities` → `serverDetails`, then `resultCost` in place of
 /// `result`) is answered only when the machine has `details`; without them the three new frame
 /// types get `unknownType` in every phase, exactly as from a server that predates them.
+///
+/// The decode extension (`decodeQuery` → `decodeOffer`, then `decode` → `decoded` wherever
+/// `verify` is valid: a run-ahead round, the target decoding tokens by itself) likewise exists
+/// only when `maxDecodeTokens` > 0.
 struct ConnectionStateMachine {
     enum Phase: Equatable {
         case awaitingHello
@@ -40,6 +44,8 @@ struct ConnectionStateMachine {
         case prefill([Int32])
         /// Score the tree on the model.
         case verify(TokenTree, round: UInt32)
+        /// Decode up to `count` tokens with the target alone.
+        case decode(count: Int, round: UInt32)
         /// Release the session (the connection stays).
         case endSession
     }
@@ -54,18 +60,24 @@ struct ConnectionStateMachine {
     let authToken: String?
     /// What `capabilities` is answered with; nil: the extension is off (an old server).
     let details: ServerDetails?
+    /// Most tokens per `decode`; 0: the decode extension is off (an older server).
+    let maxDecodeTokens: Int
 
-    init(validator: RequestValidator, authToken: String?, details: ServerDetails? = nil) {
+    init(validator: RequestValidator, authToken: String?, details: ServerDetails? = nil, maxDecodeTokens: Int = 0) {
         self.validator = validator
         self.authToken = authToken
         self.details = details
+        self.maxDecodeTokens = maxDecodeTokens
     }
+
+    static let decodeTypes: [WireMessageType] = [.decodeQuery, .decodeOffer, .decode, .decoded]
 
     var hasSession: Bool { setup != nil }
 
     mutating func receive(_ message: WireMessage) -> Action {
         guard phase != .closed else { return .none }
-        if details == nil, [.capabilities, .serverDetails, .resultCost].contains(message.type) {
+        if details == nil && [.capabilities, .serverDetails, .resultCost].contains(message.type)
+            || maxDecodeTokens == 0 && Self.decodeTypes.contains(message.type) {
             // What a server from before the extension does: the frame type is unknown to it.
             return .send(.error(ErrorFrame(
                 code: .unknownType, message: "frame type 0x\(String(message.type.rawValue, radix: 16)) is not part of protocol version \(WireCodec.version)")))
@@ -118,6 +130,27 @@ struct ConnectionStateMachine {
             } catch {
                 return .send(.error(error))
             }
+        case let .decode(m):
+            guard phase == .active, let setup else {
+                return unexpected(message, phase == .waiting ? "a request is in flight" : "decode needs a session whose prompt was read", round: m.round)
+            }
+            let count = Int(m.count)
+            guard count >= 1, count <= maxDecodeTokens else {
+                return .send(.error(ErrorFrame(code: .invalidParameters, round: m.round,
+                                               message: "decode of \(count) tokens: this server decodes 1…\(maxDecodeTokens) per request")))
+            }
+            // The last pass scores the token before the last one decoded: it must fit the cache.
+            guard committed + count - 1 <= setup.capacity else {
+                return .send(.error(ErrorFrame(code: .treeTooLarge, round: m.round,
+                                               message: "decoding \(count) tokens does not fit: \(committed) tokens committed of the session's \(setup.capacity)")))
+            }
+            phase = .waiting
+            return .decode(count: count, round: m.round)
+        case .decodeQuery:
+            guard phase == .ready else {
+                return unexpected(message, phase == .waiting ? "a request is in flight" : "decodeQuery is asked while no session is open")
+            }
+            return .send(.decodeOffer(DecodeOffer(maxTokens: UInt16(maxDecodeTokens))))
         case .close:
             guard setup != nil else { return .none }
             // While work is in flight the handler cancels it; the session is released either way.
@@ -134,7 +167,7 @@ struct ConnectionStateMachine {
             return .send(.serverDetails(details))
         case .error:
             return .none
-        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost:
+        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost, .decodeOffer, .decoded:
             return unexpected(message, "\(message.type) is sent by servers only")
         }
     }
@@ -159,6 +192,18 @@ struct ConnectionStateMachine {
         let cost = result.cost
         return .resultCost(ResultCost(
             result: r, targetCPUMilliseconds: Float(cost.targetCPUMilliseconds), targetJoules: Float(cost.targetJoules),
+            energySource: WireEnergySource(cost.targetEnergySource)))
+    }
+
+    /// A run-ahead round finished: `tokens` (the target's own, in order) are committed. `cost`
+    /// sums the round's target passes.
+    mutating func decodeCompleted(_ tokens: [Int32], cost: RoundCost, round: UInt32) -> WireMessage {
+        committed += tokens.count
+        phase = .active
+        return .decoded(Decoded(
+            round: round, tokens: tokens.map { UInt32(bitPattern: $0) }, targetMilliseconds: Float(cost.targetMilliseconds),
+            samplingMilliseconds: Float(cost.samplingMilliseconds), queueMilliseconds: Float(cost.queueMilliseconds),
+            targetCPUMilliseconds: Float(cost.targetCPUMilliseconds), targetJoules: Float(cost.targetJoules),
             energySource: WireEnergySource(cost.targetEnergySource)))
     }
 

@@ -51,6 +51,9 @@ public struct ServerConfiguration: Sendable {
     /// Answer the cost extension (`capabilities` → `serverDetails`, `resultCost`). false makes
     /// the server behave exactly like one from before the extension (compatibility tests).
     public var costExtension: Bool
+    /// Most tokens one `decode` (a run-ahead round: the target decoding by itself) may ask for;
+    /// 0 turns the extension off (`decodeQuery` then gets `unknownType`, as from an older server).
+    public var maxDecodeTokens: Int
 
     public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
                 lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxConnections: Int? = nil,
@@ -58,7 +61,7 @@ public struct ServerConfiguration: Sendable {
                 frameTimeout: TimeAmount = .seconds(10), threads: Int = 2, maxTreeNodes: Int = 256,
                 maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10), maxBatchTokens: Int = 64,
                 pricePerHour: Double? = nil, wattsPerCore: Double = EnergyMeter.defaultWattsPerCore, profileTarget: Bool = false,
-                costExtension: Bool = true) {
+                costExtension: Bool = true, maxDecodeTokens: Int = 64) {
         self.modelPath = modelPath
         self.modelName = modelName
         self.serverName = serverName
@@ -81,5 +84,6 @@ public struct ServerConfiguration: Sendable {
         self.wattsPerCore = wattsPerCore
         self.profileTarget = profileTarget
         self.costExtension = costExtension
+        self.maxDecodeTokens = max(0, min(maxDecodeTokens, Int(UInt16.max)))
     }
 }

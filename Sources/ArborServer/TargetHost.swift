@@ -9,6 +9,8 @@ public struct TargetInfo: Sendable {
     public var vocabularyHash: UInt64
     public var vocabularySize: Int
     public var contextLength: Int
+    /// Tokens that end a generation (a run-ahead stops after one).
+    public var endOfGeneration: Set<Int32> = []
 }
 
 /// Owns the target model and runs all work on it, one job at a time, on its own thread.
@@ -68,7 +70,7 @@ public final class TargetHost: @unchecked Sendable {
         let tokenizer = try makeTokenizer(file)
         let configuration = try ModelConfiguration(file: file)
         info = TargetInfo(vocabularyHash: tokenizer.vocabularyFingerprint, vocabularySize: configuration.vocabularySize,
-                          contextLength: configuration.contextLength)
+                          contextLength: configuration.contextLength, endOfGeneration: tokenizer.endOfGenerationTokens)
         if !lazy { model = try ModelRegistry.load(file, threads: threads) }
         let thread = Thread { [unowned self] in self.loop() }
         thread.name = "arbor-target"

@@ -113,6 +113,22 @@ public enum WireCodec {
             buffer.writeInteger(m.targetCPUMilliseconds.bitPattern)
             buffer.writeInteger(m.targetJoules.bitPattern)
             buffer.writeInteger(m.energySource.rawValue)
+        case .decodeQuery:
+            break
+        case let .decodeOffer(m):
+            buffer.writeInteger(m.maxTokens)
+        case let .decode(m):
+            buffer.writeInteger(m.round)
+            buffer.writeInteger(m.count)
+        case let .decoded(m):
+            buffer.writeInteger(m.round)
+            let tokens = m.tokens.prefix(Int(UInt16.max))
+            buffer.writeInteger(UInt16(tokens.count))
+            for t in tokens { buffer.writeInteger(t) }
+            for x in [m.targetMilliseconds, m.samplingMilliseconds, m.queueMilliseconds, m.targetCPUMilliseconds, m.targetJoules] {
+                buffer.writeInteger(x.bitPattern)
+            }
+            buffer.writeInteger(m.energySource.rawValue)
         }
         let size = buffer.writerIndex - start
         buffer.setInteger(UInt32(size - 4), at: start)
@@ -230,6 +246,20 @@ public enum WireCodec {
         case .resultCost:
             message = .resultCost(ResultCost(result: try r.result(), targetCPUMilliseconds: try r.f32("target CPU time"),
                                              targetJoules: try r.f32("target energy"), energySource: try r.energySource()))
+        case .decodeQuery:
+            message = .decodeQuery
+        case .decodeOffer:
+            message = .decodeOffer(DecodeOffer(maxTokens: try r.u16("max tokens")))
+        case .decode:
+            message = .decode(Decode(round: try r.u32("round"), count: try r.u16("count")))
+        case .decoded:
+            let round = try r.u32("round")
+            let n = try r.count16("decoded tokens", elementBytes: 4)
+            let tokens = try r.u32s(n)
+            message = .decoded(Decoded(
+                round: round, tokens: tokens, targetMilliseconds: try r.f32("target time"), samplingMilliseconds: try r.f32("sampling time"),
+                queueMilliseconds: try r.f32("queue time"), targetCPUMilliseconds: try r.f32("target CPU time"),
+                targetJoules: try r.f32("target energy"), energySource: try r.energySource()))
         }
         guard r.remaining == 0 else { throw r.malformed("\(r.remaining) unexpected bytes after the payload") }
         payload = r.buffer

@@ -24,6 +24,10 @@ public enum WireMessage: Equatable, Sendable {
     case capabilities(ClientCapabilities)
     case serverDetails(ServerDetails)
     case resultCost(ResultCost)
+    case decodeQuery
+    case decodeOffer(DecodeOffer)
+    case decode(Decode)
+    case decoded(Decoded)
 
     /// The frame type byte of each message.
     public var type: WireMessageType {
@@ -43,6 +47,10 @@ public enum WireMessage: Equatable, Sendable {
         case .capabilities: .capabilities
         case .serverDetails: .serverDetails
         case .resultCost: .resultCost
+        case .decodeQuery: .decodeQuery
+        case .decodeOffer: .decodeOffer
+        case .decode: .decode
+        case .decoded: .decoded
         }
     }
 }
@@ -67,6 +75,14 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
     case serverDetails = 0x0E
     /// Extension (server → client): `result` plus the round's CPU time and energy.
     case resultCost = 0x0F
+    /// Extension (client → server): does the server decode tokens by itself (run-ahead rounds)?
+    case decodeQuery = 0x10
+    /// Extension (server → client): the answer to `decodeQuery`, with the most tokens per `decode`.
+    case decodeOffer = 0x11
+    /// Extension (client → server): decode up to `count` tokens with the target alone.
+    case decode = 0x12
+    /// Extension (server → client): the tokens a `decode` produced and what they cost.
+    case decoded = 0x13
 }
 
 /// Client → server, first frame of a connection.
@@ -309,6 +325,53 @@ public struct ResultCost: Equatable, Sendable {
     public var energySource: WireEnergySource
     public init(result: RoundResult, targetCPUMilliseconds: Float, targetJoules: Float, energySource: WireEnergySource) {
         self.result = result
+        self.targetCPUMilliseconds = targetCPUMilliseconds
+        self.targetJoules = targetJoules
+        self.energySource = energySource
+    }
+}
+
+/// Server → client (extension 0x11), the answer to `decodeQuery`: this server decodes tokens by
+/// itself on request (`decode`), at most `maxTokens` per request.
+public struct DecodeOffer: Equatable, Sendable {
+    public var maxTokens: UInt16
+    public init(maxTokens: UInt16) { self.maxTokens = maxTokens }
+}
+
+/// Client → server (extension 0x12): a run-ahead round. The target decodes `count` tokens by
+/// itself — the pending token scored, the next token drawn with the session's sampling, and so
+/// on — stopping early after an end-of-generation token. Valid where `verify` is.
+public struct Decode: Equatable, Sendable {
+    /// Chosen by the client, echoed in `decoded` (and in an error about this round).
+    public var round: UInt32
+    /// Tokens to decode, 1 ≤ count ≤ the offer's `maxTokens`.
+    public var count: UInt16
+    public init(round: UInt32, count: UInt16) {
+        self.round = round
+        self.count = count
+    }
+}
+
+/// Server → client (extension 0x13): what a `decode` produced, in order (the first is the
+/// target's own token after the pending one, as `nextToken` of a result), and what it cost,
+/// summed over its target passes.
+public struct Decoded: Equatable, Sendable {
+    public var round: UInt32
+    public var tokens: [UInt32]
+    public var targetMilliseconds: Float
+    public var samplingMilliseconds: Float
+    /// Time the passes waited for the model behind other sessions' work.
+    public var queueMilliseconds: Float
+    public var targetCPUMilliseconds: Float
+    public var targetJoules: Float
+    public var energySource: WireEnergySource
+    public init(round: UInt32, tokens: [UInt32], targetMilliseconds: Float, samplingMilliseconds: Float, queueMilliseconds: Float,
+                targetCPUMilliseconds: Float, targetJoules: Float, energySource: WireEnergySource) {
+        self.round = round
+        self.tokens = tokens
+        self.targetMilliseconds = targetMilliseconds
+        self.samplingMilliseconds = samplingMilliseconds
+        self.queueMilliseconds = queueMilliseconds
         self.targetCPUMilliseconds = targetCPUMilliseconds
         self.targetJoules = targetJoules
         self.energySource = energySource

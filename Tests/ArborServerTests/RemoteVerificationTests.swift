@@ -10,9 +10,9 @@ import Testing
 /// many sessions, a server that goes away.
 @Suite(.serialized) struct RemoteVerificationTests {
     func remoteRun(_ t: TestServer, prompt: [Int32], maxTokens: Int, drafter: (any Drafter)?, sampling: SamplingParameters = .greedy,
-                   verifier: RemoteVerifier? = nil) throws -> GenerationResult {
+                   verifier: RemoteVerifier? = nil, configuration: SpeculationConfiguration = SpeculationConfiguration()) throws -> GenerationResult {
         let v = try verifier ?? t.remote()
-        let g = SpeculativeGenerator(verifier: v, drafter: drafter, tokenizer: t.bundle.tokenizer)
+        let g = SpeculativeGenerator(verifier: v, drafter: drafter, tokenizer: t.bundle.tokenizer, configuration: configuration)
         return try g.generate(promptTokens: prompt, parameters: t.parameters(maxTokens, sampling: sampling))
     }
 
@@ -27,7 +27,9 @@ import Testing
             let spec = try #require(r.stats.speculative)
             let remote = try #require(spec.remote)
             #expect(spec.acceptedNodes > 0 && spec.acceptedNodes < spec.draftedNodes)  // Accepts and rejects.
-            #expect(remote.rounds == spec.rounds && remote.perRound.count == spec.rounds)
+            // Exchanges: one per round, except that a run-ahead round's passes share one.
+            let exchanges = spec.rounds - spec.runAheadTokens + spec.runAheadRounds
+            #expect(remote.rounds == exchanges && remote.perRound.count == exchanges)
             #expect(remote.bytesSent > 0 && remote.bytesReceived > 0 && remote.serverBusyMilliseconds > 0)
             #expect(remote.roundTrips == remote.rounds + 2)  // Open session, prefill, the rounds.
             #expect((remote.minimumPingMilliseconds ?? -1) >= 0)  // The ping after the handshake.
@@ -169,7 +171,8 @@ import Testing
         let expected = try t.local(prompt, maxTokens: 40)
         let drafter = ScriptedDrafter(expected: expected, promptCount: prompt.count, seed: 4, vocabulary: t.bundle.tokenizer.vocabularySize)
         drafter.onRound = { if $0 == 5 { try t.restart() } }
-        let r = try remoteRun(t, prompt: prompt, maxTokens: 40, drafter: drafter)
+        // Drafted rounds only, so that round 5 comes mid-generation (RunAheadTests restarts between run-ahead rounds).
+        let r = try remoteRun(t, prompt: prompt, maxTokens: 40, drafter: drafter, configuration: SpeculationConfiguration(maxRunAhead: 0))
         #expect(r.tokens == expected)
         #expect(r.stats.speculative?.remote?.reconnects == 1)
     }

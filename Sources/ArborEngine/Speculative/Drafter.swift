@@ -44,6 +44,9 @@ public protocol Drafter: AnyObject {
     /// from drafting proper). An empty tree means "nothing to propose". Wall time, CPU time and
     /// energy are filled in by `measuredDraft`.
     func draft(context: [Int32], budget: DraftBudget) throws -> Draft
+    /// Reads committed tokens it has not seen, without drafting (called while the target works,
+    /// so that a later draft does not start with a long catch-up). A no-op for free drafters.
+    func catchUp(context: [Int32]) throws
     /// The request ended; `context` is the final committed sequence, the first `promptCount`
     /// tokens of which were the prompt. Drafters that learn across requests keep it.
     func end(context: [Int32], promptCount: Int)
@@ -53,6 +56,7 @@ extension Drafter {
     public var costsTimePerStep: Bool { false }
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {}
     public func end(context: [Int32], promptCount: Int) {}
+    public func catchUp(context: [Int32]) throws {}
 }
 
 extension Drafter {
@@ -67,5 +71,17 @@ extension Drafter {
         draft.cost.joules = joules
         draft.cost.energySource = meter.source
         return draft
+    }
+
+    /// `catchUp`, with its wall time, process CPU time and energy measured around the call.
+    public func measuredCatchUp(context: [Int32], meter: EnergyMeter) throws -> DraftCost {
+        let start = Clock.now
+        let reading = meter.read()
+        try catchUp(context: context)
+        let (cpu, joules) = meter.since(reading)
+        var cost = DraftCost(milliseconds: Clock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
+        cost.catchUpMilliseconds = cost.milliseconds
+        cost.energySource = meter.source
+        return cost
     }
 }

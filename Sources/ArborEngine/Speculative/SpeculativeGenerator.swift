@@ -63,6 +63,9 @@ public final class SpeculativeGenerator {
         // deterministic drafts (a sampled draft must not be chosen by the target's verdict).
         let pipelined = configuration.proactive && parameters.sampling.isGreedy ? verifier as? PipelinedVerifier : nil
         policy.overlapsDrafting = pipelined != nil && drafter?.costsTimePerStep == true
+        // Run-ahead rounds: only where the verifier offers them (a remote target) and sizing is adaptive.
+        let runner = verifier as? RunAheadVerifier
+        policy.runAheadLimit = configuration.adaptive ? min(configuration.maxRunAhead, runner?.maxRunAhead ?? 0) : 0
 
         var start = Clock.now
         let capacity = min(limit, promptTokens.count + parameters.maxTokens + configuration.budget.maxNodes + 1)
@@ -83,7 +86,8 @@ public final class SpeculativeGenerator {
             //    (or take the tree drafted ahead, when its assumed context came true).
             let remaining = parameters.maxTokens - output.tokens.count
             let room = limit - context.count - 1
-            let plan = drafter == nil ? .plain : policy.plan(remaining: remaining, room: room, maxTreeNodes: verifier.maxTreeNodes)
+            let plan = drafter == nil ? policy.planWithoutDrafting(remaining: remaining, room: room)
+                : policy.plan(remaining: remaining, room: room, maxTreeNodes: verifier.maxTreeNodes)
             var draft = Draft()
             var draftedAhead = false
             if let a = ahead {
@@ -111,9 +115,22 @@ public final class SpeculativeGenerator {
 
             // 2. Verify in one target pass; the verifier keeps the accepted path in its cache.
             //    While a remote target works, draft the next tree for the most likely outcome.
+            //    Or, with nothing worth sending, let the target decode several tokens by itself.
             let result: VerificationResult
             var aheadJoules = 0.0
-            if let pipelined, let drafter, policy.shouldDraftAhead(selection, nextDepth: plan.budget.maxDepth) {
+            // A round that sends no draft, before a probe: a model drafter reads the committed
+            // tokens while the target works, so that the probe does not begin with a long catch-up.
+            let shadowed = selection.tree.isEmpty && policy.probeIsDue ? drafter : nil
+            func catchUp() {
+                if let c = try? shadowed?.measuredCatchUp(context: context, meter: meter) { aheadJoules += c.joules }
+            }
+            if let runner, selection.prediction.runAhead >= 2 {
+                result = try runner.runAhead(selection.prediction.runAhead, whileWaiting: catchUp)
+            } else if shadowed != nil, let overlapping = verifier as? PipelinedVerifier {
+                try overlapping.send(selection.tree)
+                catchUp()
+                result = try overlapping.receive()
+            } else if let pipelined, let drafter, policy.shouldDraftAhead(selection, nextDepth: plan.budget.maxDepth) {
                 try pipelined.send(selection.tree)
                 let path = policy.likelyPath(selection.tree).map { selection.tree.tokens[$0] }
                 var budget = plan.budget
@@ -131,7 +148,7 @@ public final class SpeculativeGenerator {
             } else {
                 result = try verifier.verify(selection.tree)
             }
-            let committed = result.acceptedNodes.map { selection.tree.tokens[$0] } + [result.nextToken]
+            let committed = result.acceptedNodes.map { selection.tree.tokens[$0] } + [result.nextToken] + result.decodedTokens
             if let a = ahead {
                 // The tree drafted ahead continues `assumed`; it serves the next round only if the
                 // verdict committed exactly that path, and then only under the target's own token.
@@ -150,7 +167,7 @@ public final class SpeculativeGenerator {
             // 3. One record of the round feeds the policy and the statistics.
             var use = ResourceUse(
                 targetMilliseconds: result.cost.serverMilliseconds, targetJoules: result.cost.targetJoules,
-                // Drafting ahead is billed in the round that did it, used or wasted.
+                // Drafting ahead (and catching up in the shadow) is billed in the round that did it, used or wasted.
                 draftJoules: (draftedAhead ? 0 : draft.cost.joules) + aheadJoules,
                 bytesUp: Double(result.cost.bytesUp), bytesDown: Double(result.cost.bytesDown))
             if use.targetJoules == 0 { use.targetJoules = result.cost.serverMilliseconds * policy.fallbackTargetJoulesPerMillisecond }

@@ -7,6 +7,10 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     /// Rounds that scored no draft at all (the controller chose plain decoding, or the drafter had
     /// nothing to propose).
     public var plainRounds = 0
+    /// Exchanges in which the target decoded several tokens by itself (run-ahead rounds), and
+    /// the tokens it decoded in them. Each of their target passes also counts as a plain round.
+    public var runAheadRounds = 0
+    public var runAheadTokens = 0
     /// Drafted nodes sent to the target, over all rounds.
     public var draftedNodes = 0
     /// Drafted nodes the target accepted.
@@ -58,8 +62,13 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         let tree = round.sent, result = round.result
         let draftMilliseconds = round.draftedAhead ? 0 : round.draft.cost.milliseconds
         if plans.count < RoundSummary.kept { plans.append(RoundSummary(round)) }
-        rounds += 1
-        if tree.isEmpty { plainRounds += 1 }
+        // Counted per target pass: a run-ahead round is that many plain rounds in one exchange.
+        rounds += result.passes
+        if tree.isEmpty { plainRounds += result.passes }
+        if !result.decodedTokens.isEmpty || round.prediction.runAhead > 0 {
+            runAheadRounds += 1
+            runAheadTokens += result.passes
+        }
         draftedNodes += tree.count
         acceptedNodes += result.acceptedNodes.count
         self.draftMilliseconds += draftMilliseconds
@@ -68,7 +77,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         if verifyBatchSizes.count <= result.batchSize {
             verifyBatchSizes += [Int](repeating: 0, count: result.batchSize + 1 - verifyBatchSizes.count)
         }
-        verifyBatchSizes[result.batchSize] += 1
+        verifyBatchSizes[result.batchSize] += result.passes
         // Depth d was offered if some node at depth d hangs off the accepted path (or the context).
         var onPath = Set(result.acceptedNodes)
         onPath.insert(-1)
@@ -84,7 +93,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case drafter, rounds, plainRounds = "plain_rounds", draftedNodes = "drafted_nodes", acceptedNodes = "accepted_nodes"
+        case drafter, rounds, plainRounds = "plain_rounds", runAheadRounds = "run_ahead_rounds", runAheadTokens = "run_ahead_tokens", draftedNodes = "drafted_nodes", acceptedNodes = "accepted_nodes"
         case offeredByDepth = "offered_by_depth", acceptedByDepth = "accepted_by_depth", verifyBatchSizes = "verify_batch_sizes"
         case draftMilliseconds = "draft_ms", verifyMilliseconds = "verify_ms", samplingMilliseconds = "sampling_ms"
         case totalMilliseconds = "total_ms", emittedTokens = "emitted_tokens"
@@ -98,6 +107,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         drafter = try c.decode(String.self, forKey: .drafter)
         rounds = try c.decode(Int.self, forKey: .rounds)
         plainRounds = try c.decode(Int.self, forKey: .plainRounds)
+        runAheadRounds = try c.decodeIfPresent(Int.self, forKey: .runAheadRounds) ?? 0
+        runAheadTokens = try c.decodeIfPresent(Int.self, forKey: .runAheadTokens) ?? 0
         draftedNodes = try c.decode(Int.self, forKey: .draftedNodes)
         acceptedNodes = try c.decode(Int.self, forKey: .acceptedNodes)
         offeredByDepth = try c.decode([Int].self, forKey: .offeredByDepth)
@@ -119,6 +130,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         try c.encode(drafter, forKey: .drafter)
         try c.encode(rounds, forKey: .rounds)
         try c.encode(plainRounds, forKey: .plainRounds)
+        try c.encode(runAheadRounds, forKey: .runAheadRounds)
+        try c.encode(runAheadTokens, forKey: .runAheadTokens)
         try c.encode(draftedNodes, forKey: .draftedNodes)
         try c.encode(acceptedNodes, forKey: .acceptedNodes)
         try c.encode(offeredByDepth, forKey: .offeredByDepth)
@@ -144,6 +157,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     public mutating func merge(_ o: SpeculativeStats) {
         rounds += o.rounds
         plainRounds += o.plainRounds
+        runAheadRounds += o.runAheadRounds
+        runAheadTokens += o.runAheadTokens
         draftedNodes += o.draftedNodes
         acceptedNodes += o.acceptedNodes
         func add(_ a: inout [Int], _ b: [Int]) {
@@ -205,12 +220,15 @@ public struct RoundSummary: Codable, Sendable, Equatable {
     public var predictedMilliseconds: Double
     public var milliseconds: Double
     public var draftedAhead: Bool
+    /// Tokens asked of the target alone (a run-ahead round), else 0.
+    public var runAhead: Int
 
     init(_ r: RoundRecord) {
         plannedDepth = r.plan.budget.maxDepth
         nodes = r.sent.count
         predictedTokens = r.prediction.tokens
-        tokens = r.result.acceptedNodes.count + 1
+        tokens = r.result.acceptedNodes.count + r.result.passes
+        runAhead = r.prediction.runAhead
         predictedMilliseconds = r.prediction.milliseconds
         milliseconds = r.milliseconds
         draftedAhead = r.draftedAhead
@@ -218,7 +236,19 @@ public struct RoundSummary: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case plannedDepth = "planned_depth", nodes, predictedTokens = "predicted_tokens", tokens
-        case predictedMilliseconds = "predicted_ms", milliseconds = "ms", draftedAhead = "drafted_ahead"
+        case predictedMilliseconds = "predicted_ms", milliseconds = "ms", draftedAhead = "drafted_ahead", runAhead = "run_ahead"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        plannedDepth = try c.decode(Int.self, forKey: .plannedDepth)
+        nodes = try c.decode(Int.self, forKey: .nodes)
+        predictedTokens = try c.decode(Double.self, forKey: .predictedTokens)
+        tokens = try c.decode(Int.self, forKey: .tokens)
+        predictedMilliseconds = try c.decode(Double.self, forKey: .predictedMilliseconds)
+        milliseconds = try c.decode(Double.self, forKey: .milliseconds)
+        draftedAhead = try c.decode(Bool.self, forKey: .draftedAhead)
+        runAhead = try c.decodeIfPresent(Int.self, forKey: .runAhead) ?? 0
     }
 }
 
@@ -256,7 +286,7 @@ public struct CostReport: Codable, Sendable, Equatable {
         predicted = predicted + r.prediction.use
         predictedTokens += r.prediction.tokens
         predictedMilliseconds += r.prediction.milliseconds
-        tokens += r.result.acceptedNodes.count + 1
+        tokens += r.result.acceptedNodes.count + r.result.passes
         milliseconds += r.milliseconds
         if let s = r.result.cost.targetEnergySource { targetEnergySource = s }
     }

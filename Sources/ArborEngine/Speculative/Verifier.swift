@@ -11,6 +11,9 @@ public struct VerificationResult: Sendable, Equatable {
     public var batchSize: Int
     /// What the round cost: target compute, sampling, round trip, queue, bytes, energy.
     public var cost: RoundCost
+    /// Tokens the target decoded by itself after `nextToken` (a run-ahead round; empty for a
+    /// tree round).
+    public var decodedTokens: [Int32] = []
 
     public init(acceptedNodes: [Int], nextToken: Int32, batchSize: Int, targetMilliseconds: Double = 0, samplingMilliseconds: Double = 0, roundMilliseconds: Double = 0) {
         self.acceptedNodes = acceptedNodes
@@ -30,6 +33,8 @@ public struct VerificationResult: Sendable, Equatable {
     /// The whole round as the caller waited for it (for a remote target: the round trip,
     /// including the network and the server's queue); 0 when it is just the local computation.
     public var roundMilliseconds: Double { cost.roundTripMilliseconds }
+    /// Target passes the round took (more than one for a run-ahead round).
+    public var passes: Int { 1 + decodedTokens.count }
 }
 
 /// What a verifier needs to know at the start of a request.
@@ -92,6 +97,29 @@ public protocol PipelinedVerifier: Verifier {
     func send(_ tree: TokenTree) throws
     /// The verdict on the tree last sent.
     func receive() throws -> VerificationResult
+}
+
+/// A verifier whose target can decode several tokens by itself in one exchange (a *run-ahead*
+/// round): worth it where each exchange costs a network round trip and drafting does not pay.
+/// The tokens are the target's own plain decoding (its sampling, its distribution), so output
+/// is unchanged.
+public protocol RunAheadVerifier: Verifier {
+    /// Most tokens one run-ahead may ask for; 0 when the target does not offer it.
+    var maxRunAhead: Int { get }
+    /// Has the target decode up to `count` tokens after the committed context (it may stop early
+    /// after an end-of-generation token): `nextToken` is the first, `decodedTokens` the rest,
+    /// `cost` sums the passes.
+    func runAhead(_ count: Int) throws -> VerificationResult
+    /// `runAhead(count)`, running `whileWaiting` on this thread after the request is sent and
+    /// before its result is awaited (errors from `whileWaiting` are the caller's to ignore).
+    func runAhead(_ count: Int, whileWaiting: () -> Void) throws -> VerificationResult
+}
+
+extension RunAheadVerifier {
+    public func runAhead(_ count: Int, whileWaiting: () -> Void) throws -> VerificationResult {
+        whileWaiting()
+        return try runAhead(count)
+    }
 }
 
 /// Errors of speculative generation.

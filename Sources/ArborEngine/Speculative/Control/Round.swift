@@ -3,20 +3,29 @@
 ///     RoundPolicy.plan ──RoundPlan──▶ Drafter.draft ──Draft──▶ RoundPolicy.select ──Selection──▶
 ///     Verifier.verify ──VerificationResult (with RoundCost)──▶ RoundRecord ──▶ policy + statistics
 
-/// What the policy decided before drafting: how large a tree to draft, or to decode plainly.
+/// What the policy decided before drafting: how large a tree to draft, or to decode plainly, or
+/// to let the target run ahead by itself.
 public struct RoundPlan: Sendable, Equatable {
-    /// The tree the drafter may propose (`.none`: a plain round, one target token).
+    /// The tree the drafter may propose (`.none`: nothing drafted).
     public var budget: DraftBudget
     /// The round is a probe: drafting looked unprofitable for a while, so a small tree is tried
     /// to keep the estimates honest (bounded cost: the probe interval doubles).
     public var isProbe: Bool
+    /// ≥ 2: nothing is drafted and the target decodes this many tokens by itself in one exchange
+    /// (`RunAheadVerifier`); 0 otherwise.
+    public var runAhead: Int
 
-    public init(budget: DraftBudget, isProbe: Bool = false) {
+    public init(budget: DraftBudget, isProbe: Bool = false, runAhead: Int = 0) {
         self.budget = budget
         self.isProbe = isProbe
+        self.runAhead = runAhead
     }
 
+    /// One target token, nothing drafted.
     public static let plain = RoundPlan(budget: .none)
+    /// `count` tokens decoded by the target alone.
+    public static func runAhead(_ count: Int) -> RoundPlan { RoundPlan(budget: .none, runAhead: count) }
+    /// Nothing is drafted (a plain or run-ahead round).
     public var isPlain: Bool { budget == .none }
 }
 
@@ -95,8 +104,11 @@ public struct RoundPrediction: Sendable, Equatable, Codable {
     public var use = ResourceUse()
     /// Cost in the objective's unit.
     public var cost = 0.0
+    /// ≥ 2 for a run-ahead round (tokens the target decodes by itself), else 0.
+    public var runAhead = 0
 
-    public init(nodes: Int = 0, tokens: Double = 1, milliseconds: Double = 0, use: ResourceUse = ResourceUse(), cost: Double = 0) {
+    public init(nodes: Int = 0, tokens: Double = 1, milliseconds: Double = 0, use: ResourceUse = ResourceUse(), cost: Double = 0, runAhead: Int = 0) {
+        self.runAhead = runAhead
         self.nodes = nodes
         self.tokens = tokens
         self.milliseconds = milliseconds

@@ -10,7 +10,12 @@
 /// the objective give its cost. Predicted times are scaled by the running ratio of measured to
 /// predicted round time.
 ///
-/// **The choice.** Among the candidate plans (no drafting, and every tree size the draft allows),
+/// A *run-ahead* round (a remote target that offers it) drafts nothing and has the target decode
+/// k tokens by itself in one exchange: one round overhead, k target passes. Where drafting does
+/// not pay and every exchange costs a round trip, it is the fast and cheap plan.
+///
+/// **The choice.** Among the candidate plans (no drafting, every tree size the draft allows, and
+/// run-ahead rounds of 2, 4, 8 … tokens up to the limit),
 /// the policy picks, with references taken from the plain round under the same profile:
 /// - by default the one minimising `cs · (cost per token ÷ plain's) + (1 − cs) · (plain's
 ///   tokens/s ÷ tokens/s)` — cs = 0 is the fastest plan, cs = 1 the cheapest per token;
@@ -33,6 +38,11 @@ public final class RoundPolicy {
     /// Set for a request whose rounds may be drafted ahead (proactive drafting with a pipelined
     /// verifier): planned drafting then costs wall time only in the rounds not drafted ahead.
     public var overlapsDrafting = false
+    /// Most tokens a run-ahead round may ask for in the current request (the verifier's offer
+    /// within `configuration.maxRunAhead`; set by the generator); below 2: no run-ahead.
+    public var runAheadLimit = 0
+    /// The run-ahead sizes the last `plan` allowed (what may still be emitted and held).
+    private var runAheadCap = 0
 
     /// Rounds since the last drafted round, and how many to wait before re-probing when drafting
     /// looks unprofitable. The wait doubles after each probe that does not bring drafting back
@@ -65,6 +75,29 @@ public final class RoundPolicy {
         let ms = (draftMilliseconds + network + target) * profile.speedCorrection
         return RoundPrediction(nodes: nodes, tokens: 1 + accepted, milliseconds: ms, use: use,
                                cost: preferences.objective.cost(of: use, rates: preferences.rates))
+    }
+
+    /// The prediction for a run-ahead round of `count` tokens (after drafting that cost
+    /// `draftMilliseconds` and `draftJoules`, when one was drafted and then not sent).
+    public func predictRunAhead(_ count: Int, draftMilliseconds: Double = 0, draftJoules: Double = 0) -> RoundPrediction {
+        let target = Double(count) * (profile.targetMilliseconds(batch: 1) + profile.samplingMilliseconds)
+        let network = profile.network.predict(0)
+        let jPerMs = profile.targetJoulesPerMillisecond > 0 ? profile.targetJoulesPerMillisecond : fallbackTargetJoulesPerMillisecond
+        let use = ResourceUse(
+            targetMilliseconds: target, targetJoules: target * jPerMs, draftJoules: draftJoules,
+            bytesUp: profile.bytesUp.predict(0), bytesDown: profile.bytesDown.predict(Double(count - 1)))
+        return RoundPrediction(nodes: 0, tokens: Double(count), milliseconds: (draftMilliseconds + network + target) * profile.speedCorrection,
+                               use: use, cost: preferences.objective.cost(of: use, rates: preferences.rates), runAhead: count)
+    }
+
+    /// Run-ahead candidates: 2, 4, 8 … tokens and the cap itself (none when the cap is below 2).
+    func runAheadPredictions(cap: Int, draftMilliseconds: Double = 0, draftJoules: Double = 0) -> [RoundPrediction] {
+        guard configuration.adaptive, cap >= 2 else { return [] }
+        var sizes: [Int] = []
+        var k = 2
+        while k < cap { sizes.append(k); k *= 2 }
+        sizes.append(cap)
+        return sizes.map { predictRunAhead($0, draftMilliseconds: draftMilliseconds, draftJoules: draftJoules) }
     }
 
     /// The plain round (one target token, nothing drafted): the reference of the cs score.
@@ -142,7 +175,10 @@ public final class RoundPolicy {
         let cap = max(0, min(remaining - 1, room, maxTreeNodes))
         b.maxDepth = min(b.maxDepth, cap)
         b.maxNodes = min(b.maxNodes, cap)
-        if b.maxDepth == 0 || b.maxNodes == 0 { return .plain }
+        // A run-ahead of k emits k tokens; its last pass needs room for the token before the last.
+        runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
+        let ahead = runAheadPredictions(cap: runAheadCap)
+        if b.maxDepth == 0 || b.maxNodes == 0 { return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead) }
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
         // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
         let step = profile.draftStep(width: b.maxWidth)
@@ -157,10 +193,11 @@ public final class RoundPolicy {
             candidates.append(predict(nodes: nodes, accepted: expected,
                                       draftMilliseconds: Double(d) * step.milliseconds * exposed, draftJoules: Double(d) * step.joules))
         }
-        var best = choose(candidates)
+        let drafted = candidates.count
+        var best = choose(candidates + ahead)
         var probe = false
         // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
-        if best == 0 {
+        if best == 0 || best >= drafted {
             roundsWithoutDraft += 1
             if roundsWithoutDraft >= probeInterval {
                 roundsWithoutDraft = 0
@@ -173,9 +210,27 @@ public final class RoundPolicy {
             probeInterval = 16
         }
         if best == 0 { return .plain }
+        if best >= drafted { return .runAhead(ahead[best - drafted].runAhead) }
         b.maxDepth = best
         b.maxNodes = min(b.maxNodes, best * b.maxWidth)
         return RoundPlan(budget: b, isProbe: probe)
+    }
+
+    /// The plan for a request without a drafter: plain rounds, or run-ahead rounds where the
+    /// verifier offers them and they pay.
+    public func planWithoutDrafting(remaining: Int, room: Int) -> RoundPlan {
+        runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
+        let ahead = runAheadPredictions(cap: runAheadCap)
+        return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead)
+    }
+
+    /// Whether the next planned round will probe drafting again (so a model drafter should catch
+    /// up with the committed tokens while this round's target works, not at the probe).
+    public var probeIsDue: Bool { drafterCostsTime && configuration.adaptive && roundsWithoutDraft + 1 >= probeInterval }
+
+    /// Candidate `best` of `[plain] + ahead` as a plan.
+    private static func bestWithoutDrafting(_ best: Int, _ ahead: [RoundPrediction]) -> RoundPlan {
+        best == 0 ? .plain : .runAhead(ahead[best - 1].runAhead)
     }
 
     /// Path probabilities of `tree`'s nodes under the calibrated confidences.
@@ -190,6 +245,7 @@ public final class RoundPolicy {
 
     /// The part of `draft` worth sending (the whole tree when not adaptive), and its prediction.
     public func select(_ draft: Draft, plan: RoundPlan) -> Selection {
+        if plan.runAhead >= 2 { return Selection(tree: TokenTree(), prediction: predictRunAhead(plan.runAhead)) }
         let tree = draft.tree
         let sunkMs = drafterCostsTime ? draft.cost.milliseconds : 0
         let sunkJ = draft.cost.joules
@@ -202,13 +258,19 @@ public final class RoundPolicy {
             expected += pathP[i]
             candidates.append(predict(nodes: k + 1, accepted: expected, draftMilliseconds: sunkMs, draftJoules: sunkJ))
         }
-        guard configuration.adaptive, !tree.isEmpty else {
-            return Selection(tree: tree, prediction: candidates[tree.count])
-        }
-        var bestN = choose(candidates)
+        guard configuration.adaptive else { return Selection(tree: tree, prediction: candidates[tree.count]) }
+        // Not sending the draft may also mean letting the target run ahead.
+        let ahead = runAheadPredictions(cap: runAheadCap, draftMilliseconds: sunkMs, draftJoules: sunkJ)
+        var bestN = choose(candidates + ahead)
+        if tree.isEmpty { return bestN == 0 ? Selection(tree: tree, prediction: candidates[0]) : Selection(tree: tree, prediction: ahead[bestN - 1]) }
         if plan.isProbe {
             // A probe drafted for a reason: score its most probable nodes, whatever the estimate.
-            bestN = max(bestN, min(order.count, 3))
+            bestN = bestN > order.count ? min(order.count, 3) : max(bestN, min(order.count, 3))
+        }
+        var runAhead: RoundPrediction?
+        if bestN > order.count {
+            runAhead = ahead[bestN - order.count - 1]
+            bestN = 0
         }
         if bestN == 0 {
             roundsWithoutDraft += 1
@@ -217,12 +279,13 @@ public final class RoundPolicy {
                 roundsWithoutDraft = 0
                 probeInterval = min(probeInterval * 2, 1024)
                 bestN = 1
+                runAhead = nil
             }
         } else {
             roundsWithoutDraft = 0
             if !drafterCostsTime { probeInterval = 16 }
         }
-        if bestN == 0 { return Selection(tree: TokenTree(), prediction: candidates[0]) }
+        if bestN == 0 { return Selection(tree: TokenTree(), prediction: runAhead ?? candidates[0]) }
         return Selection(tree: tree.subtree(keeping: Set(order.prefix(bestN))).tree, prediction: candidates[bestN])
     }
 
@@ -281,12 +344,13 @@ public final class RoundPolicy {
         profile.rounds += 1
         // Compute per batch size and the per-round overhead are learned apart, so that
         // extrapolating to unmeasured batch sizes scales the compute only.
-        let b = result.batchSize
+        // A run-ahead round's costs are sums over its passes: learn them per pass.
+        let b = result.batchSize, passes = Double(result.passes)
         if b < profile.targetMilliseconds.count, cost.targetMilliseconds > 0 {
-            profile.targetMilliseconds[b] = ema(profile.targetMilliseconds[b], cost.targetMilliseconds)
+            profile.targetMilliseconds[b] = ema(profile.targetMilliseconds[b], cost.targetMilliseconds / passes)
             profile.targetSamples[b] += 1
         }
-        profile.samplingMilliseconds = ema(profile.samplingMilliseconds, cost.samplingMilliseconds)
+        profile.samplingMilliseconds = ema(profile.samplingMilliseconds, cost.samplingMilliseconds / passes)
         if cost.targetMilliseconds > 0, cost.targetJoules > 0 {
             profile.targetJoulesPerMillisecond = ema(profile.targetJoulesPerMillisecond, cost.targetJoules / cost.targetMilliseconds)
             profile.targetEnergySource = cost.targetEnergySource
@@ -295,7 +359,7 @@ public final class RoundPolicy {
             profile.network.add(x: Double(tree.count), y: max(0, cost.roundTripMilliseconds - cost.serverMilliseconds))
         }
         profile.bytesUp.add(x: Double(tree.count), y: Double(cost.bytesUp))
-        profile.bytesDown.add(x: Double(result.acceptedNodes.count), y: Double(cost.bytesDown))
+        profile.bytesDown.add(x: Double(result.acceptedNodes.count + result.decodedTokens.count), y: Double(cost.bytesDown))
         if drafterCostsTime, !record.draftedAhead, record.plan.budget.maxDepth > 0, record.draft.cost.steps > 0 {
             let w = max(record.plan.budget.maxWidth, 1)
             if profile.draftStepMilliseconds.count < w {

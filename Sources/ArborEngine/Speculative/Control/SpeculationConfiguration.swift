@@ -12,14 +12,28 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
     public var proactive: Bool
     /// Active power of one busy core of this device, W, for modelled energy.
     public var wattsPerCore: Double
+    /// Most tokens one run-ahead round may ask a remote target to decode by itself (when the
+    /// server offers it and the policy finds it pays); 0 or 1: never run ahead.
+    public var maxRunAhead: Int
 
     public init(budget: DraftBudget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: Bool = true,
                 preferences: CostPreferences = CostPreferences(), proactive: Bool = false,
-                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore) {
+                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore, maxRunAhead: Int = 32) {
         self.budget = budget
         self.adaptive = adaptive
         self.preferences = preferences
         self.proactive = proactive
         self.wattsPerCore = wattsPerCore
+        self.maxRunAhead = maxRunAhead
+    }
+
+    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(budget: try c.decode(DraftBudget.self, forKey: .budget), adaptive: try c.decode(Bool.self, forKey: .adaptive),
+                  preferences: try c.decode(CostPreferences.self, forKey: .preferences), proactive: try c.decode(Bool.self, forKey: .proactive),
+                  wattsPerCore: try c.decode(Double.self, forKey: .wattsPerCore),
+                  maxRunAhead: try c.decodeIfPresent(Int.self, forKey: .maxRunAhead) ?? 32)
     }
 }

@@ -94,6 +94,14 @@ public final class ModelDrafter: Drafter {
         return Draft(tree: tree, cost: DraftCost(catchUpMilliseconds: catchUpMilliseconds, steps: lastSteps))
     }
 
+    public func catchUp(context: [Int32]) throws {
+        guard let cache, !context.isEmpty else { return }
+        _ = try catchUp(context: context, cache: cache)
+        // The next draft counts only what arrives after this as catching up.
+        lastContextCount = context.count
+        lastDepth = 0
+    }
+
     // MARK: Keeping the cache in step
 
     /// Brings the cache to exactly `context` and returns the draft logits after its last token.

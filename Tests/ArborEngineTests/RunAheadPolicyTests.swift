@@ -1,0 +1,132 @@
+import ArborModels
+import ArborTestSupport
+import Testing
+
+@testable import ArborEngine
+
+/// A local target behind a pretend network of `overhead` ms per exchange that can also decode
+/// several tokens in one exchange (as `arbor serve` does for a `decode` frame).
+final class RunAheadLocal: PipelinedVerifier, RunAheadVerifier {
+    let inner: LocalVerifier
+    let overhead: Double
+    var pending: TokenTree?
+    var maxRunAhead = 64
+    private(set) var runAheads: [Int] = []
+    init(_ inner: LocalVerifier, overhead: Double = 80) {
+        self.inner = inner
+        self.overhead = overhead
+    }
+    var vocabularySize: Int { inner.vocabularySize }
+    var contextLength: Int { inner.contextLength }
+    func begin(_ request: VerificationRequest) throws { try inner.begin(request) }
+    func verify(_ tree: TokenTree) throws -> VerificationResult {
+        try send(tree)
+        return try receive()
+    }
+    func send(_ tree: TokenTree) throws { pending = tree }
+    func receive() throws -> VerificationResult {
+        var r = try inner.verify(pending!)
+        r.cost.roundTripMilliseconds = r.cost.targetMilliseconds + overhead
+        return r
+    }
+    func runAhead(_ count: Int) throws -> VerificationResult {
+        runAheads.append(count)
+        var first = try inner.verify(TokenTree())
+        for _ in 1..<min(count, maxRunAhead) {
+            let r = try inner.verify(TokenTree())
+            first.decodedTokens.append(r.nextToken)
+            first.cost.targetMilliseconds += r.cost.targetMilliseconds
+            first.cost.samplingMilliseconds += r.cost.samplingMilliseconds
+        }
+        first.cost.roundTripMilliseconds = first.cost.targetMilliseconds + first.cost.samplingMilliseconds + overhead
+        return first
+    }
+    func end() { inner.end() }
+}
+
+@Suite("Run-ahead rounds: the target decoding by itself when drafting does not pay")
+struct RunAheadPolicyTests {
+    func policy(_ profile: CostProfile, cs: Double = 0, objective: Objective = .totalCost, limit: Int = 32) -> RoundPolicy {
+        let p = RoundPolicy(configuration: SpeculationConfiguration(budget: .chain(8), preferences: CostPreferences(objective: objective, cs: CostSensitivity(cs))),
+                            drafterCostsTime: true, profile: profile)
+        p.runAheadLimit = limit
+        return p
+    }
+
+    @Test("Slow network, poor acceptance: run ahead as far as allowed; good acceptance on a fast link: draft")
+    func whereRunAheadPays() {
+        for cs in [0.0, 0.5] {
+            #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3), cs: cs).plan(remaining: 100, room: 1000) == .runAhead(32), "cs \(cs)")
+        }
+        // Cheapest per token, drafting still pays: 1.3 tokens per pass of 22 ms beat 1 per 20 ms.
+        #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3), cs: 1).plan(remaining: 100, room: 1000).budget.maxDepth >= 1)
+        // Only as far as the request may still go, or the context may hold.
+        #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3)).plan(remaining: 5, room: 1000) == .runAhead(5))
+        #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3)).plan(remaining: 100, room: 6) == .runAhead(7))
+        // Without the offer: the old choice between drafting and plain rounds.
+        #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3), limit: 0).plan(remaining: 100, room: 1000).runAhead == 0)
+        // Drafting that pays beats running ahead at speed.
+        let fast = policy(remoteProfile(overhead: 0, acceptance: 0.95)).plan(remaining: 100, room: 1000)
+        #expect(fast.runAhead == 0 && fast.budget.maxDepth > 2, "\(fast)")
+        // A run-ahead round's prediction: one overhead, k target passes, k tokens.
+        let p = policy(remoteProfile(overhead: 80))
+        let r = p.predictRunAhead(16)
+        #expect(r.tokens == 16 && r.runAhead == 16 && r.nodes == 0)
+        #expect(abs(r.milliseconds - (80 + 16 * 20)) < 1, "\(r.milliseconds)")
+        #expect(abs(r.use.targetMilliseconds - 16 * 20) < 1e-9)
+    }
+
+    @Test("Without a drafter: plain rounds locally, run-ahead rounds behind a network")
+    func withoutDrafter() {
+        #expect(policy(remoteProfile(overhead: 20)).planWithoutDrafting(remaining: 50, room: 1000) == .runAhead(32))
+        #expect(policy(remoteProfile(overhead: 20), limit: 1).planWithoutDrafting(remaining: 50, room: 1000) == .plain)
+        #expect(policy(remoteProfile(overhead: 20)).planWithoutDrafting(remaining: 1, room: 1000) == .plain)
+    }
+
+    @Test("A run-ahead round is learned per target pass")
+    func learnsPerPass() {
+        let p = policy(remoteProfile(overhead: 80))
+        let before = p.profile.targetMilliseconds[1]
+        var result = VerificationResult(acceptedNodes: [], nextToken: 1, batchSize: 1, targetMilliseconds: 10 * before, roundMilliseconds: 10 * before + 80)
+        result.decodedTokens = [Int32](repeating: 2, count: 9)
+        let record = RoundRecord(plan: .runAhead(10), draft: Draft(), sent: TokenTree(), prediction: p.predictRunAhead(10), result: result,
+                                 use: ResourceUse(targetMilliseconds: 10 * before), milliseconds: 10 * before + 80)
+        p.observe(record)
+        #expect(abs(p.profile.targetMilliseconds[1] - before) < 1e-9, "a pass is still \(before) ms, not \(p.profile.targetMilliseconds[1])")
+        var stats = SpeculativeStats(drafter: "none")
+        stats.record(record)
+        #expect(stats.rounds == 10 && stats.plainRounds == 10 && stats.runAheadRounds == 1 && stats.runAheadTokens == 10)
+        #expect(stats.plans.first?.tokens == 10 && stats.plans.first?.runAhead == 10)
+    }
+
+    @Test("Generation with run-ahead rounds, probes and catching up in the shadow equals plain greedy",
+          arguments: TinyModel.Architecture.allCases)
+    func lossless(arch: TinyModel.Architecture) throws {
+        try TemporaryDirectory.with { dir in
+            var target = TinyModel(arch)
+            target.contextLength = 1024
+            var other = target
+            other.seed = 11
+            let t = try ModelBundle.load(path: try target.write(to: dir), threads: 1)
+            let d = try ModelBundle.load(path: try other.write(to: dir), threads: 1)
+            for text in ["the cat in the hat", "a"] {
+                let prompt = t.promptTokens(text)
+                let p = GenerationParameters(maxTokens: 300, stopAtEndOfText: false)
+                let plain = try TextGenerator(model: t.model, tokenizer: t.tokenizer).generate(promptTokens: prompt, parameters: p)
+                let drafter = try ModelDrafter(model: d.model, tokenizer: d.tokenizer, name: "other", targetTokenizer: t.tokenizer, targetName: "t")
+                let verifier = RunAheadLocal(LocalVerifier(model: t.model))
+                // Poor acceptance behind 80 ms: run-ahead rounds, with a probe of drafting now and then.
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: t.tokenizer,
+                                             configuration: SpeculationConfiguration(budget: .chain(4), proactive: true, maxRunAhead: 8),
+                                             profile: remoteProfile(overhead: 80, acceptance: 0.2))
+                let r = try g.generate(promptTokens: prompt, parameters: p)
+                #expect(r.tokens == plain.tokens, "\(arch), \(text)")
+                let spec = try #require(r.stats.speculative)
+                #expect(spec.runAheadRounds > 0 && verifier.runAheads.allSatisfy { $0 >= 2 && $0 <= 8 }, "\(verifier.runAheads)")
+                #expect(spec.draftedNodes > 0, "no probe in \(spec.rounds) rounds")
+                // Rounds count target passes: with the accepted drafts they cover every token.
+                #expect(spec.rounds + spec.acceptedNodes >= r.tokens.count && spec.rounds <= r.tokens.count)
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import ArborEngine
+import ArborRemote
+import ArborServer
+import ArborTestSupport
+import ArborWire
+import Foundation
+import Testing
+
+/// Run-ahead rounds over real sockets: the server decodes several tokens by itself in one
+/// exchange. Output equals plain decoding (greedy: the same tokens; sampled: the same draws, since
+/// the server's sampler draws once per pass either way), old servers and restarts included.
+@Suite(.serialized) struct RunAheadTests {
+    @Test func theServerOffersRunAheadAndDecodesTheTargetsOwnTokens() throws {
+        let t = try TestServer()
+        let v = try t.remote()
+        #expect(v.decodeOffer == 64 && v.maxRunAhead == 64)
+        let prompt = t.prompt(0)
+        let expected = try t.local(prompt, maxTokens: 24)
+        try v.begin(VerificationRequest(prompt: prompt, sampling: .greedy, capacity: 128))
+        defer { v.end() }
+        let passesBefore = t.metrics.rounds
+        let r = try v.runAhead(10)
+        #expect([r.nextToken] + r.decodedTokens == Array(expected[0..<10]))
+        #expect(r.passes == 10 && r.acceptedNodes.isEmpty && r.batchSize == 1)
+        // Exact frame sizes: decode 12 bytes, decoded 33 + 4 per token.
+        #expect(r.cost.bytesUp == 12 && r.cost.bytesDown == 33 + 4 * 10)
+        #expect(r.cost.targetMilliseconds > 0 && r.cost.roundTripMilliseconds >= r.cost.targetMilliseconds)
+        #expect(r.cost.targetJoules > 0 && r.cost.targetEnergySource != nil)
+        #expect(t.metrics.rounds - passesBefore == 10)  // Each pass is a round served.
+        // Verify rounds continue from the decoded tokens.
+        var tree = TokenTree()
+        tree.append(token: expected[10], parent: -1)
+        let next = try v.verify(tree)
+        #expect(next.acceptedNodes == [0] && next.nextToken == expected[11])
+        // More than offered is cut to the offer, not refused. This prompt reaches an
+        // end-of-generation token within 64 tokens: the server stops after it.
+        // (`t.local` suppresses end-of-generation tokens, as a run to the token limit does.)
+        let window = Array(try t.local(prompt, maxTokens: 12 + 64)[12...])
+        let eog = t.bundle.tokenizer.endOfGenerationTokens
+        let big = try v.runAhead(500)
+        let tokens = [big.nextToken] + big.decodedTokens
+        #expect(big.passes < 64 && eog.contains(tokens.last!), "\(tokens)")
+        #expect(Array(tokens.dropLast()) == Array(window.prefix(tokens.count - 1)))
+        v.end()
+        // With end-of-generation suppressed, the whole offer, exactly the suppressed run's tokens.
+        try v.begin(VerificationRequest(prompt: prompt + Array(expected[0..<12]), sampling: .greedy, suppressedTokens: eog.sorted(), capacity: 128))
+        let whole = try v.runAhead(500)
+        #expect(whole.passes == 64 && [whole.nextToken] + whole.decodedTokens == window)
+    }
+
+    @Test(arguments: [SamplingParameters.greedy, SamplingParameters(temperature: 0.9, seed: 42)])
+    func generationWithRunAheadEqualsPlainRounds(sampling: SamplingParameters) throws {
+        let t = try TestServer()
+        let prompt = t.prompt(1)
+        var outputs: [[Int32]] = []
+        for maxRunAhead in [0, 32] {
+            let v = try t.remote()
+            let g = SpeculativeGenerator(verifier: v, drafter: nil, tokenizer: t.bundle.tokenizer,
+                                         configuration: SpeculationConfiguration(maxRunAhead: maxRunAhead))
+            let r = try g.generate(promptTokens: prompt, parameters: t.parameters(40, sampling: sampling))
+            let spec = try #require(r.stats.speculative)
+            #expect(r.tokens.count == 40 && spec.emittedTokens == 40 && spec.rounds == 40)
+            if maxRunAhead == 0 {
+                #expect(spec.runAheadRounds == 0)
+            } else {
+                // Loopback still costs a little per exchange: once measured, running ahead pays.
+                #expect(spec.runAheadRounds > 0 && spec.runAheadTokens > 20, "\(spec.plans.map(\.runAhead))")
+                #expect(spec.cost?.tokens == 40)
+            }
+            outputs.append(r.tokens)
+        }
+        #expect(outputs[0] == outputs[1])
+        if sampling.isGreedy { #expect(outputs[0] == (try t.local(prompt, maxTokens: 40))) }
+    }
+
+    @Test func anOldServerGetsPlainRounds() throws {
+        let t = try TestServer { $0.maxDecodeTokens = 0 }
+        let v = try t.remote()
+        #expect(v.decodeOffer == 0 && v.serverDetails != nil)
+        let prompt = t.prompt(2)
+        let expected = try t.local(prompt, maxTokens: 30)
+        try v.begin(VerificationRequest(prompt: prompt, sampling: .greedy, capacity: 64))
+        // Asked anyway: a plain round, one token.
+        let r = try v.runAhead(8)
+        #expect(r.passes == 1 && r.nextToken == expected[0])
+        v.end()
+        let g = SpeculativeGenerator(verifier: v, drafter: nil, tokenizer: t.bundle.tokenizer)
+        let out = try g.generate(promptTokens: prompt, parameters: t.parameters(30))
+        #expect(out.tokens == expected && out.stats.speculative?.runAheadRounds == 0)
+    }
+
+    @Test func aRestartedServerResumesBetweenRunAheadRounds() throws {
+        let t = try TestServer()
+        let v = try t.remote()
+        let prompt = t.prompt(3)
+        let expected = try t.local(prompt, maxTokens: 20)
+        try v.begin(VerificationRequest(prompt: prompt, sampling: .greedy, capacity: 64))
+        defer { v.end() }
+        var got: [Int32] = []
+        for i in 0..<4 {
+            if i == 2 { try t.restart() }
+            let r = try v.runAhead(5)
+            got += [r.nextToken] + r.decodedTokens
+        }
+        #expect(got == expected)
+        #expect(v.stats.reconnects >= 1)
+    }
+}
