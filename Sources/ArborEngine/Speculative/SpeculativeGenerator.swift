@@ -120,7 +120,7 @@ public final class SpeculativeGenerator {
             var aheadJoules = 0.0
             // A round that sends no draft, before a probe: a model drafter reads the committed
             // tokens while the target works, so that the probe does not begin with a long catch-up.
-            let shadowed = selection.tree.isEmpty && policy.probeIsDue ? drafter : nil
+            let shadowed = selection.tree.isEmpty && policy.probeIsDue(after: max(1, selection.prediction.runAhead)) ? drafter : nil
             func catchUp() {
                 if let c = try? shadowed?.measuredCatchUp(context: context, meter: meter) { aheadJoules += c.joules }
             }
@@ -149,6 +149,7 @@ public final class SpeculativeGenerator {
                 result = try verifier.verify(selection.tree)
             }
             let committed = result.acceptedNodes.map { selection.tree.tokens[$0] } + [result.nextToken] + result.decodedTokens
+            let aheadStarted = ahead != nil
             if let a = ahead {
                 // The tree drafted ahead continues `assumed`; it serves the next round only if the
                 // verdict committed exactly that path, and then only under the target's own token.
@@ -172,7 +173,8 @@ public final class SpeculativeGenerator {
                 bytesUp: Double(result.cost.bytesUp), bytesDown: Double(result.cost.bytesDown))
             if use.targetJoules == 0 { use.targetJoules = result.cost.serverMilliseconds * policy.fallbackTargetJoulesPerMillisecond }
             let record = RoundRecord(plan: plan, draft: draft, sent: selection.tree, prediction: selection.prediction, result: result,
-                                     use: use, milliseconds: Clock.millisecondsSince(roundStart), draftedAhead: draftedAhead)
+                                     use: use, milliseconds: Clock.millisecondsSince(roundStart), draftedAhead: draftedAhead,
+                                     aheadOutcome: aheadStarted ? ahead != nil : nil)
             policy.observe(record)
             spec.record(record)
             report.add(record)

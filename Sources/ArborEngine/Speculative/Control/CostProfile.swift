@@ -34,11 +34,14 @@ public struct CostProfile: Codable, Sendable, Equatable {
     public var calibrationOffered = [Double](repeating: 0, count: 10)
     /// Per depth: smoothed probability that depth d is accepted given depth d − 1 was.
     public var depthAcceptance: [Double] = []
+    /// Per depth: rounds that offered depth d (few: the estimate is their mean with the prior).
+    public var depthObservations: [Int] = []
     /// Measured ÷ predicted round time, smoothed (AutoDraft's running correction of its model).
     public var speedCorrection = 1.0
-    /// With proactive drafting: the smoothed share of drafted rounds whose tree was drafted ahead,
-    /// during the previous verification (their drafting costs no wall time).
+    /// With proactive drafting: the smoothed share of trees drafted ahead (during a verification)
+    /// that the next round used (its drafting then cost no wall time), and how many were seen.
     public var aheadHitRate = 0.0
+    public var aheadObservations = 0
     /// Rounds learned from.
     public var rounds = 0
 
@@ -56,6 +59,7 @@ public struct CostProfile: Codable, Sendable, Equatable {
         case draftStepMilliseconds = "draft_step_ms", draftStepJoules = "draft_step_j", draftEnergySource = "draft_energy_source"
         case calibrationAccepted = "calibration_accepted", calibrationOffered = "calibration_offered"
         case depthAcceptance = "depth_acceptance", speedCorrection = "speed_correction", aheadHitRate = "ahead_hit_rate", rounds
+        case depthObservations = "depth_observations", aheadObservations = "ahead_observations"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,6 +81,8 @@ public struct CostProfile: Codable, Sendable, Equatable {
         depthAcceptance = try c.decode([Double].self, forKey: .depthAcceptance)
         speedCorrection = try c.decode(Double.self, forKey: .speedCorrection)
         aheadHitRate = try c.decodeIfPresent(Double.self, forKey: .aheadHitRate) ?? 0
+        depthObservations = try c.decodeIfPresent([Int].self, forKey: .depthObservations) ?? []
+        aheadObservations = try c.decodeIfPresent(Int.self, forKey: .aheadObservations) ?? 0
         rounds = try c.decode(Int.self, forKey: .rounds)
     }
 
@@ -90,7 +96,8 @@ public struct CostProfile: Codable, Sendable, Equatable {
         }
         let all = targetMilliseconds + draftStepMilliseconds + draftStepJoules + calibrationAccepted + calibrationOffered + depthAcceptance
             + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection, aheadHitRate]
-        guard all.allSatisfy({ $0.isFinite && $0 >= 0 }), network.isValid, bytesUp.isValid, bytesDown.isValid else {
+        guard all.allSatisfy({ $0.isFinite && $0 >= 0 }), network.isValid, bytesUp.isValid, bytesDown.isValid,
+              aheadObservations >= 0, depthObservations.allSatisfy({ $0 >= 0 }) else {
             throw .invalidSetting("profile holds a negative or non-finite value")
         }
         return self

@@ -142,9 +142,13 @@ public struct RoundRecord: Sendable {
     public var milliseconds: Double
     /// Whether this round's tree was drafted ahead, during the previous round's verification.
     public var draftedAhead: Bool
+    /// A tree drafted ahead during this round's verification: whether the verdict let the next
+    /// round use it (nil: none was drafted ahead).
+    public var aheadOutcome: Bool?
 
     public init(plan: RoundPlan, draft: Draft, sent: TokenTree, prediction: RoundPrediction, result: VerificationResult,
-                use: ResourceUse, milliseconds: Double, draftedAhead: Bool = false) {
+                use: ResourceUse, milliseconds: Double, draftedAhead: Bool = false, aheadOutcome: Bool? = nil) {
+        self.aheadOutcome = aheadOutcome
         self.plan = plan
         self.draft = draft
         self.sent = sent

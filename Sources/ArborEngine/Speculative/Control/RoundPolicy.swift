@@ -44,10 +44,12 @@ public final class RoundPolicy {
     /// The run-ahead sizes the last `plan` allowed (what may still be emitted and held).
     private var runAheadCap = 0
 
-    /// Rounds since the last drafted round, and how many to wait before re-probing when drafting
-    /// looks unprofitable. The wait doubles after each probe that does not bring drafting back
-    /// (a probe of a model drafter pays for catching up with every skipped token).
-    private var roundsWithoutDraft = 0
+    /// Tokens committed since the last round that sent a draft, and how many to wait before
+    /// re-probing when drafting looks unprofitable. Counted in tokens, not rounds, so that a
+    /// run-ahead round of 32 tokens does not put off exploring 32 times longer than plain rounds
+    /// would. The wait doubles after each probe that does not bring drafting back (a probe of a
+    /// model drafter pays for catching up with every skipped token).
+    private var tokensWithoutDraft = 0
     private var probeInterval = 16
 
     static let smoothing = 0.2
@@ -182,14 +184,17 @@ public final class RoundPolicy {
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
         // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
         let step = profile.draftStep(width: b.maxWidth)
-        // Time a drafted round waits for its drafting: none when it was drafted ahead.
-        let exposed = overlapsDrafting ? 1 - profile.aheadHitRate : 1
         var candidates = [plainPrediction]
         var expected = 0.0, reach = 1.0
         for d in 1...b.maxDepth {
             reach *= profile.depthAcceptance(d)
             expected += reach
             let nodes = min(b.maxNodes, d * b.maxWidth)
+            // Time a drafted round waits for its drafting: none when it was drafted ahead. Until
+            // trees drafted ahead have been seen, their hit rate is modelled: the whole chain
+            // accepted and the target's next token the drafter's first choice.
+            let hit = profile.aheadObservations > 0 ? profile.aheadHitRate : reach * profile.depthAcceptance(d + 1)
+            let exposed = overlapsDrafting ? 1 - hit : 1
             candidates.append(predict(nodes: nodes, accepted: expected,
                                       draftMilliseconds: Double(d) * step.milliseconds * exposed, draftJoules: Double(d) * step.joules))
         }
@@ -198,9 +203,8 @@ public final class RoundPolicy {
         var probe = false
         // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
         if best == 0 || best >= drafted {
-            roundsWithoutDraft += 1
-            if roundsWithoutDraft >= probeInterval {
-                roundsWithoutDraft = 0
+            if tokensWithoutDraft >= probeInterval {
+                tokensWithoutDraft = 0
                 probeInterval = min(probeInterval * 2, 1024)
                 // Probe a few levels deep: a depth-1 probe could never show that deeper drafts pay.
                 best = min(3, b.maxDepth)
@@ -224,9 +228,12 @@ public final class RoundPolicy {
         return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead)
     }
 
-    /// Whether the next planned round will probe drafting again (so a model drafter should catch
-    /// up with the committed tokens while this round's target works, not at the probe).
-    public var probeIsDue: Bool { drafterCostsTime && configuration.adaptive && roundsWithoutDraft + 1 >= probeInterval }
+    /// Whether the round after one that sends no draft and commits `tokens` will probe drafting
+    /// again (so a model drafter should catch up with the committed tokens while this round's
+    /// target works, not at the probe).
+    public func probeIsDue(after tokens: Int) -> Bool {
+        drafterCostsTime && configuration.adaptive && tokensWithoutDraft + tokens >= probeInterval
+    }
 
     /// Candidate `best` of `[plain] + ahead` as a plan.
     private static func bestWithoutDrafting(_ best: Int, _ ahead: [RoundPrediction]) -> RoundPlan {
@@ -273,17 +280,15 @@ public final class RoundPolicy {
             bestN = 0
         }
         if bestN == 0 {
-            roundsWithoutDraft += 1
             // Re-probe with the single most probable node now and then.
-            if roundsWithoutDraft >= probeInterval {
-                roundsWithoutDraft = 0
+            if tokensWithoutDraft >= probeInterval {
+                tokensWithoutDraft = 0
                 probeInterval = min(probeInterval * 2, 1024)
                 bestN = 1
                 runAhead = nil
             }
-        } else {
-            roundsWithoutDraft = 0
-            if !drafterCostsTime { probeInterval = 16 }
+        } else if !drafterCostsTime {
+            probeInterval = 16
         }
         if bestN == 0 { return Selection(tree: TokenTree(), prediction: runAhead ?? candidates[0]) }
         return Selection(tree: tree.subtree(keeping: Set(order.prefix(bestN))).tree, prediction: candidates[bestN])
@@ -342,6 +347,7 @@ public final class RoundPolicy {
         let s = Self.smoothing
         func ema(_ old: Double, _ new: Double) -> Double { old == 0 ? new : (1 - s) * old + s * new }
         profile.rounds += 1
+        tokensWithoutDraft = tree.isEmpty ? tokensWithoutDraft + result.passes : 0
         // Compute per batch size and the per-round overhead are learned apart, so that
         // extrapolating to unmeasured batch sizes scales the compute only.
         // A run-ahead round's costs are sums over its passes: learn them per pass.
@@ -374,8 +380,11 @@ public final class RoundPolicy {
             profile.draftStepJoules[w - 1] = ema(profile.draftStepJoules[w - 1], record.draft.cost.joules * share / depth)
         }
         if let source = record.draft.cost.energySource { profile.draftEnergySource = source }
-        if overlapsDrafting, !record.sent.isEmpty {
-            profile.aheadHitRate = 0.9 * profile.aheadHitRate + 0.1 * (record.draftedAhead ? 1 : 0)
+        if let used = record.aheadOutcome {
+            // The first few outcomes are averaged, later ones smoothed.
+            let w = max(0.1, 1 / Double(profile.aheadObservations + 1))
+            profile.aheadHitRate = (1 - w) * profile.aheadHitRate + w * (used ? 1 : 0)
+            profile.aheadObservations += 1
         }
         // The model's running correction: measured ÷ predicted round time (bounded, smoothed).
         if record.prediction.milliseconds > 0, record.milliseconds > 0, profile.knowsTarget, !record.draftedAhead {
@@ -395,10 +404,17 @@ public final class RoundPolicy {
         if profile.depthAcceptance.count < tree.maxDepth {
             profile.depthAcceptance += [Double](repeating: 0.6, count: tree.maxDepth - profile.depthAcceptance.count)
         }
+        if profile.depthObservations.count < profile.depthAcceptance.count {
+            profile.depthObservations += [Int](repeating: 0, count: profile.depthAcceptance.count - profile.depthObservations.count)
+        }
         for d in 1...tree.maxDepth {
             guard result.acceptedNodes.count >= d - 1 else { break }
             let hit = result.acceptedNodes.count >= d ? 1.0 : 0.0
-            profile.depthAcceptance[d - 1] = (1 - s) * profile.depthAcceptance[d - 1] + s * hit
+            // The first observations are averaged with the 0.6 prior (counted once), so that a
+            // probe or two can bring drafting back; later ones are smoothed.
+            let w = max(s, 1 / Double(profile.depthObservations[d - 1] + 2))
+            profile.depthAcceptance[d - 1] = (1 - w) * profile.depthAcceptance[d - 1] + w * hit
+            profile.depthObservations[d - 1] += 1
         }
     }
 }
