@@ -196,7 +196,9 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         guard request != nil else { throw SpeculativeError.notStarted }
         guard inFlight == nil else { throw RemoteError.outOfOrder("run-ahead while round \(round) awaits its receive") }
         round &+= 1
-        try launch(InFlight(tree: TokenTree(), round: round, decodeCount: max(1, count), message: .close, outgoing: nil))
+        // The frame is made when it goes out (`frame(for:)`): within the offer of that connection.
+        try launch(InFlight(tree: TokenTree(), round: round, decodeCount: max(1, count),
+                            message: Self.verifyFrame(TokenTree(), round: round), outgoing: nil))
         whileWaiting()
         return try receive()
     }

@@ -99,6 +99,63 @@ struct RunAheadPolicyTests {
         #expect(stats.plans.first?.tokens == 10 && stats.plans.first?.runAhead == 10)
     }
 
+    /// Runs the policy against a simulated target for `tokens` tokens: run-ahead rounds commit
+    /// what they ask, drafted rounds have each depth accepted with `acceptance` (deterministically:
+    /// the first ⌊acceptance · depth⌋). Returns (tokens when drafting was first chosen without a
+    /// probe, probes).
+    func simulate(acceptance: Double, tokens: Int) -> (firstChosen: Int?, probes: Int) {
+        var profile = remoteProfile(overhead: 20)
+        profile.depthAcceptance = []  // Nothing known about this drafter yet.
+        let p = policy(profile)
+        var done = 0, probes = 0, lag = 0
+        var first: Int?
+        while done < tokens {
+            let plan = p.plan(remaining: 10_000, room: 100_000, drafterLag: lag)
+            var result = VerificationResult(acceptedNodes: [], nextToken: 1, batchSize: 1, targetMilliseconds: 20, roundMilliseconds: 40)
+            var sent = TokenTree()
+            if plan.runAhead > 0 {
+                result.decodedTokens = [Int32](repeating: 1, count: plan.runAhead - 1)
+                result.cost.targetMilliseconds = 20 * Double(plan.runAhead)
+                result.cost.roundTripMilliseconds = 20 + 20 * Double(plan.runAhead)
+            } else if plan.budget.maxDepth > 0 {
+                if plan.isProbe { probes += 1 } else if first == nil { first = done }
+                sent = TokenTree(chain: [Int32](repeating: 1, count: plan.budget.maxDepth), confidences: [Float](repeating: 0.9, count: plan.budget.maxDepth))
+                result.acceptedNodes = Array(0..<Int(acceptance * Double(plan.budget.maxDepth)))
+                result.batchSize = 1 + sent.count
+                result.cost.targetMilliseconds = 20 + 2 * Double(sent.count)
+                result.cost.roundTripMilliseconds = 40 + 2 * Double(sent.count)
+            }
+            let prediction = plan.runAhead > 0 ? p.predictRunAhead(plan.runAhead) : p.predict(nodes: sent.count, accepted: 0)
+            // Round time 0: no speed correction (the simulation has no clock).
+            p.observe(RoundRecord(plan: plan, draft: Draft(tree: sent, cost: DraftCost(milliseconds: 8 * Double(sent.count), steps: sent.count)),
+                                  sent: sent, prediction: prediction, result: result, use: ResourceUse(), milliseconds: 0))
+            let committed = result.acceptedNodes.count + result.passes
+            done += committed
+            lag = plan.isPlain ? lag + committed : 0
+        }
+        return (first, probes)
+    }
+
+    @Test("Between run-ahead rounds drafting is probed every 16, 32, 64 … tokens; a few good probes bring it back")
+    func exploration() {
+        let good = simulate(acceptance: 1, tokens: 1500)
+        #expect(good.firstChosen != nil && good.firstChosen! < 1000, "\(good)")
+        let hopeless = simulate(acceptance: 0, tokens: 2000)
+        #expect(hopeless.firstChosen == nil && hopeless.probes >= 3 && hopeless.probes <= 8, "\(hopeless)")
+    }
+
+    @Test("Drafting after run-ahead rounds pays for reading what they committed")
+    func catchUpIsPriced() {
+        var profile = remoteProfile(overhead: 20, acceptance: 0.95)
+        profile.catchUpMillisecondsPerToken = 2
+        let p = policy(profile)
+        #expect(p.plan(remaining: 1000, room: 10_000, drafterLag: 0).budget.maxDepth > 0)
+        #expect(p.plan(remaining: 1000, room: 10_000, drafterLag: 400).runAhead == 32)
+        // Unmeasured, a token costs a quarter of a draft step.
+        #expect(CostProfile().catchUp(tokens: 8, width: 1) == (0, 0))
+        #expect(remoteProfile(overhead: 0).catchUp(tokens: 8, width: 1).milliseconds == 16)
+    }
+
     @Test("Generation with run-ahead rounds, probes and catching up in the shadow equals plain greedy",
           arguments: TinyModel.Architecture.allCases)
     func lossless(arch: TinyModel.Architecture) throws {

@@ -22,7 +22,8 @@ import Testing
             let prompt = t.prompt(i)
             let expected = try t.local(prompt, maxTokens: 40)
             let drafter = ScriptedDrafter(expected: expected, promptCount: prompt.count, seed: UInt64(i), vocabulary: t.bundle.tokenizer.vocabularySize)
-            let r = try remoteRun(t, prompt: prompt, maxTokens: 40, drafter: drafter)
+            // Drafted rounds only (run-ahead rounds have their own tests): verdicts that accept and reject.
+            let r = try remoteRun(t, prompt: prompt, maxTokens: 40, drafter: drafter, configuration: SpeculationConfiguration(maxRunAhead: 0))
             #expect(r.tokens == expected)
             let spec = try #require(r.stats.speculative)
             let remote = try #require(spec.remote)

@@ -80,6 +80,9 @@ public final class SpeculativeGenerator {
 
         var context = promptTokens
         var ahead: AheadDraft?
+        // Committed tokens the drafter has not read, beyond the last round's (after rounds that
+        // drafted nothing): drafting next would begin by reading them.
+        var drafterLag = 0
         while !output.isFinished {
             let roundStart = Clock.now
             // 1. Plan within what may still be emitted and what the target can hold, then draft
@@ -87,7 +90,7 @@ public final class SpeculativeGenerator {
             let remaining = parameters.maxTokens - output.tokens.count
             let room = limit - context.count - 1
             let plan = drafter == nil ? policy.planWithoutDrafting(remaining: remaining, room: room)
-                : policy.plan(remaining: remaining, room: room, maxTreeNodes: verifier.maxTreeNodes)
+                : policy.plan(remaining: remaining, room: room, maxTreeNodes: verifier.maxTreeNodes, drafterLag: drafterLag)
             var draft = Draft()
             var draftedAhead = false
             if let a = ahead {
@@ -121,8 +124,12 @@ public final class SpeculativeGenerator {
             // A round that sends no draft, before a probe: a model drafter reads the committed
             // tokens while the target works, so that the probe does not begin with a long catch-up.
             let shadowed = selection.tree.isEmpty && policy.probeIsDue(after: max(1, selection.prediction.runAhead)) ? drafter : nil
+            var caughtUp = false
             func catchUp() {
-                if let c = try? shadowed?.measuredCatchUp(context: context, meter: meter) { aheadJoules += c.joules }
+                if let c = try? shadowed?.measuredCatchUp(context: context, meter: meter) {
+                    aheadJoules += c.joules
+                    caughtUp = true
+                }
             }
             if let runner, selection.prediction.runAhead >= 2 {
                 result = try runner.runAhead(selection.prediction.runAhead, whileWaiting: catchUp)
@@ -172,9 +179,13 @@ public final class SpeculativeGenerator {
                 draftJoules: (draftedAhead ? 0 : draft.cost.joules) + aheadJoules,
                 bytesUp: Double(result.cost.bytesUp), bytesDown: Double(result.cost.bytesDown))
             if use.targetJoules == 0 { use.targetJoules = result.cost.serverMilliseconds * policy.fallbackTargetJoulesPerMillisecond }
-            let record = RoundRecord(plan: plan, draft: draft, sent: selection.tree, prediction: selection.prediction, result: result,
+            var record = RoundRecord(plan: plan, draft: draft, sent: selection.tree, prediction: selection.prediction, result: result,
                                      use: use, milliseconds: Clock.millisecondsSince(roundStart), draftedAhead: draftedAhead,
                                      aheadOutcome: aheadStarted ? ahead != nil : nil)
+            record.drafterLag = drafterLag
+            // The drafter read the context this round if it drafted (now or ahead) or caught up.
+            let drafterRead = draftedAhead || (drafter != nil && !plan.isPlain)
+            drafterLag = drafterRead ? 0 : (caughtUp ? 0 : drafterLag) + committed.count
             policy.observe(record)
             spec.record(record)
             report.add(record)

@@ -28,6 +28,10 @@ public struct CostProfile: Codable, Sendable, Equatable {
     /// Draft energy per depth step at width w, J.
     public var draftStepJoules: [Double] = []
     public var draftEnergySource: EnergySource?
+    /// Time and energy per token for a model drafter to read committed tokens it has not seen
+    /// (after plain or run-ahead rounds), smoothed; 0 until measured.
+    public var catchUpMillisecondsPerToken = 0.0
+    public var catchUpJoulesPerToken = 0.0
     /// Acceptance calibration: per decile of the drafter's confidence, how often an offered node
     /// (its parent accepted) was accepted.
     public var calibrationAccepted = [Double](repeating: 0, count: 10)
@@ -60,6 +64,7 @@ public struct CostProfile: Codable, Sendable, Equatable {
         case calibrationAccepted = "calibration_accepted", calibrationOffered = "calibration_offered"
         case depthAcceptance = "depth_acceptance", speedCorrection = "speed_correction", aheadHitRate = "ahead_hit_rate", rounds
         case depthObservations = "depth_observations", aheadObservations = "ahead_observations"
+        case catchUpMillisecondsPerToken = "catch_up_ms_per_token", catchUpJoulesPerToken = "catch_up_j_per_token"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -83,6 +88,8 @@ public struct CostProfile: Codable, Sendable, Equatable {
         aheadHitRate = try c.decodeIfPresent(Double.self, forKey: .aheadHitRate) ?? 0
         depthObservations = try c.decodeIfPresent([Int].self, forKey: .depthObservations) ?? []
         aheadObservations = try c.decodeIfPresent(Int.self, forKey: .aheadObservations) ?? 0
+        catchUpMillisecondsPerToken = try c.decodeIfPresent(Double.self, forKey: .catchUpMillisecondsPerToken) ?? 0
+        catchUpJoulesPerToken = try c.decodeIfPresent(Double.self, forKey: .catchUpJoulesPerToken) ?? 0
         rounds = try c.decode(Int.self, forKey: .rounds)
     }
 
@@ -95,7 +102,7 @@ public struct CostProfile: Codable, Sendable, Equatable {
             throw .invalidSetting("profile arrays have the wrong length")
         }
         let all = targetMilliseconds + draftStepMilliseconds + draftStepJoules + calibrationAccepted + calibrationOffered + depthAcceptance
-            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection, aheadHitRate]
+            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection, aheadHitRate, catchUpMillisecondsPerToken, catchUpJoulesPerToken]
         guard all.allSatisfy({ $0.isFinite && $0 >= 0 }), network.isValid, bytesUp.isValid, bytesDown.isValid,
               aheadObservations >= 0, depthObservations.allSatisfy({ $0 >= 0 }) else {
             throw .invalidSetting("profile holds a negative or non-finite value")
@@ -159,6 +166,16 @@ public struct CostProfile: Codable, Sendable, Equatable {
         // upper estimate).
         let scale = i + 1 == width ? 1 : Double(width) / Double(i + 1)
         return (draftStepMilliseconds[i] * scale, draftStepJoules[i] * scale)
+    }
+
+    /// What reading `tokens` unseen committed tokens costs a model drafter before it drafts (a
+    /// quarter of a draft step per token until measured: they are read in one batch).
+    public func catchUp(tokens: Int, width: Int) -> (milliseconds: Double, joules: Double) {
+        guard tokens > 0 else { return (0, 0) }
+        let step = draftStep(width: width)
+        let ms = catchUpMillisecondsPerToken > 0 ? catchUpMillisecondsPerToken : step.milliseconds / 4
+        let j = catchUpJoulesPerToken > 0 ? catchUpJoulesPerToken : step.joules / 4
+        return (Double(tokens) * ms, Double(tokens) * j)
     }
 
     /// Calibrated probability that a node of drafter confidence `c` is accepted when offered.

@@ -145,6 +145,9 @@ public struct RoundRecord: Sendable {
     /// A tree drafted ahead during this round's verification: whether the verdict let the next
     /// round use it (nil: none was drafted ahead).
     public var aheadOutcome: Bool?
+    /// Committed tokens the drafter had not read when this round began (after rounds that drafted
+    /// nothing); its catch-up cost is learned per such token.
+    public var drafterLag = 0
 
     public init(plan: RoundPlan, draft: Draft, sent: TokenTree, prediction: RoundPrediction, result: VerificationResult,
                 use: ResourceUse, milliseconds: Double, draftedAhead: Bool = false, aheadOutcome: Bool? = nil) {

@@ -170,8 +170,9 @@ public final class RoundPolicy {
 
     /// The plan before drafting. `remaining`: tokens that may still be emitted; `room`: tokens
     /// the target's context can still take beyond the pending one; `maxTreeNodes`: the
-    /// verifier's limit on one tree.
-    public func plan(remaining: Int, room: Int, maxTreeNodes: Int = .max) -> RoundPlan {
+    /// verifier's limit on one tree; `drafterLag`: committed tokens a model drafter has not read
+    /// yet (after rounds that drafted nothing), which drafting now would first have to read.
+    public func plan(remaining: Int, room: Int, maxTreeNodes: Int = .max, drafterLag: Int = 0) -> RoundPlan {
         var b = configuration.budget
         // A round always emits the target's own token, so at most remaining - 1 drafted tokens count.
         let cap = max(0, min(remaining - 1, room, maxTreeNodes))
@@ -184,6 +185,8 @@ public final class RoundPolicy {
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
         // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
         let step = profile.draftStep(width: b.maxWidth)
+        // Drafting after undrafted rounds starts by reading what they committed: on the clock.
+        let catchUp = profile.catchUp(tokens: drafterLag, width: b.maxWidth)
         var candidates = [plainPrediction]
         var expected = 0.0, reach = 1.0
         for d in 1...b.maxDepth {
@@ -196,7 +199,8 @@ public final class RoundPolicy {
             let hit = profile.aheadObservations > 0 ? profile.aheadHitRate : reach * profile.depthAcceptance(d + 1)
             let exposed = overlapsDrafting ? 1 - hit : 1
             candidates.append(predict(nodes: nodes, accepted: expected,
-                                      draftMilliseconds: Double(d) * step.milliseconds * exposed, draftJoules: Double(d) * step.joules))
+                                      draftMilliseconds: catchUp.milliseconds + Double(d) * step.milliseconds * exposed,
+                                      draftJoules: catchUp.joules + Double(d) * step.joules))
         }
         let drafted = candidates.count
         var best = choose(candidates + ahead)
@@ -379,6 +383,12 @@ public final class RoundPolicy {
             profile.draftStepMilliseconds[w - 1] = ema(profile.draftStepMilliseconds[w - 1], record.draft.cost.milliseconds * share / depth)
             profile.draftStepJoules[w - 1] = ema(profile.draftStepJoules[w - 1], record.draft.cost.joules * share / depth)
         }
+        if drafterCostsTime, record.drafterLag > 1, record.draft.cost.catchUpMilliseconds > 0, record.draft.cost.milliseconds > 0 {
+            let lag = Double(record.drafterLag)
+            let share = record.draft.cost.catchUpMilliseconds / record.draft.cost.milliseconds
+            profile.catchUpMillisecondsPerToken = ema(profile.catchUpMillisecondsPerToken, record.draft.cost.catchUpMilliseconds / lag)
+            profile.catchUpJoulesPerToken = ema(profile.catchUpJoulesPerToken, record.draft.cost.joules * share / lag)
+        }
         if let source = record.draft.cost.energySource { profile.draftEnergySource = source }
         if let used = record.aheadOutcome {
             // The first few outcomes are averaged, later ones smoothed.
@@ -410,9 +420,9 @@ public final class RoundPolicy {
         for d in 1...tree.maxDepth {
             guard result.acceptedNodes.count >= d - 1 else { break }
             let hit = result.acceptedNodes.count >= d ? 1.0 : 0.0
-            // The first observations are averaged with the 0.6 prior (counted once), so that a
-            // probe or two can bring drafting back; later ones are smoothed.
-            let w = max(s, 1 / Double(profile.depthObservations[d - 1] + 2))
+            // The first observations are averaged with the 0.6 prior (counted twice), so that a
+            // few good probes can bring drafting back; later ones are smoothed.
+            let w = max(s, 1 / Double(profile.depthObservations[d - 1] + 3))
             profile.depthAcceptance[d - 1] = (1 - w) * profile.depthAcceptance[d - 1] + w * hit
             profile.depthObservations[d - 1] += 1
         }
