@@ -144,6 +144,24 @@ struct RunAheadPolicyTests {
         #expect(hopeless.firstChosen == nil && hopeless.probes >= 3 && hopeless.probes <= 8, "\(hopeless)")
     }
 
+    @Test("Drafts judged not worth sending pull the planned acceptance down (text got harder), and do not reset exploration")
+    func declinedDraftsAreEvidence() {
+        let p = policy(remoteProfile(overhead: 20, acceptance: 0.95))
+        #expect(p.plan(remaining: 1000, room: 10_000).budget.maxDepth > 2)  // Code-like acceptance: draft deep.
+        var rounds = 0
+        while p.plan(remaining: 1000, room: 10_000).budget.maxDepth > 0, rounds < 10 {
+            // The drafter is unsure (confidence 0.2 per node); the tree is not sent.
+            let tree = TokenTree(chain: [Int32](repeating: 1, count: 7), confidences: [Float](repeating: 0.2, count: 7))
+            var result = VerificationResult(acceptedNodes: [], nextToken: 1, batchSize: 1, targetMilliseconds: 20, roundMilliseconds: 40)
+            result.decodedTokens = [Int32](repeating: 1, count: 31)
+            result.cost.targetMilliseconds = 640
+            p.observe(RoundRecord(plan: RoundPlan(budget: .chain(7)), draft: Draft(tree: tree, cost: DraftCost(milliseconds: 56, steps: 7)),
+                                  sent: TokenTree(), prediction: p.predictRunAhead(32), result: result, use: ResourceUse(), milliseconds: 0))
+            rounds += 1
+        }
+        #expect(rounds <= 3, "still planning drafts after \(rounds) declined ones: \(p.profile.depthAcceptance)")
+    }
+
     @Test("Drafting after run-ahead rounds pays for reading what they committed")
     func catchUpIsPriced() {
         var profile = remoteProfile(overhead: 20, acceptance: 0.95)

@@ -51,6 +51,8 @@ public final class RoundPolicy {
     /// model drafter pays for catching up with every skipped token).
     private var tokensWithoutDraft = 0
     private var probeInterval = 16
+    /// Whether the last `select` sent a node only to probe (for `observe`).
+    private var selectionIsProbe = false
 
     static let smoothing = 0.2
 
@@ -214,9 +216,9 @@ public final class RoundPolicy {
                 best = min(3, b.maxDepth)
                 probe = true
             }
-        } else {
-            probeInterval = 16
         }
+        // (The wait goes back to 16 when a drafted tree is sent by choice: see `observe`. A plan
+        // to draft whose tree is then not worth sending does not count.)
         if best == 0 { return .plain }
         if best >= drafted { return .runAhead(ahead[best - drafted].runAhead) }
         b.maxDepth = best
@@ -283,16 +285,14 @@ public final class RoundPolicy {
             runAhead = ahead[bestN - order.count - 1]
             bestN = 0
         }
-        if bestN == 0 {
+        selectionIsProbe = plan.isProbe
+        if bestN == 0, tokensWithoutDraft >= probeInterval {
             // Re-probe with the single most probable node now and then.
-            if tokensWithoutDraft >= probeInterval {
-                tokensWithoutDraft = 0
-                probeInterval = min(probeInterval * 2, 1024)
-                bestN = 1
-                runAhead = nil
-            }
-        } else if !drafterCostsTime {
-            probeInterval = 16
+            tokensWithoutDraft = 0
+            probeInterval = min(probeInterval * 2, 1024)
+            bestN = 1
+            runAhead = nil
+            selectionIsProbe = true
         }
         if bestN == 0 { return Selection(tree: TokenTree(), prediction: runAhead ?? candidates[0]) }
         return Selection(tree: tree.subtree(keeping: Set(order.prefix(bestN))).tree, prediction: candidates[bestN])
@@ -352,6 +352,21 @@ public final class RoundPolicy {
         func ema(_ old: Double, _ new: Double) -> Double { old == 0 ? new : (1 - s) * old + s * new }
         profile.rounds += 1
         tokensWithoutDraft = tree.isEmpty ? tokensWithoutDraft + result.passes : 0
+        if !tree.isEmpty && !record.plan.isProbe && !selectionIsProbe { probeInterval = 16 }
+        selectionIsProbe = false
+        // A model draft judged not worth sending is evidence too: the calibrated confidences of
+        // its most likely path say how deep drafting is accepted now (without this, acceptance
+        // learned on easier text would keep planning drafts that are then thrown away).
+        if drafterCostsTime, tree.isEmpty, !record.draft.tree.isEmpty {
+            let drafted = record.draft.tree
+            let path = likelyPath(drafted)
+            if profile.depthAcceptance.count < path.count {
+                profile.depthAcceptance += [Double](repeating: 0.6, count: path.count - profile.depthAcceptance.count)
+            }
+            for (d, node) in path.enumerated() {
+                profile.depthAcceptance[d] = 0.5 * profile.depthAcceptance[d] + 0.5 * profile.calibrated(drafted.confidences[node])
+            }
+        }
         // Compute per batch size and the per-round overhead are learned apart, so that
         // extrapolating to unmeasured batch sizes scales the compute only.
         // A run-ahead round's costs are sums over its passes: learn them per pass.
