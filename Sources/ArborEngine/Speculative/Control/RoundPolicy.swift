@@ -265,16 +265,21 @@ public final class RoundPolicy {
         let pathP = pathProbabilities(tree)
         // Most probable first; equal values keep index order so parents precede children.
         let order = tree.tokens.indices.sorted { pathP[$0] != pathP[$1] ? pathP[$0] > pathP[$1] : $0 < $1 }
+        // Predictions with the drafting already done (what the round will measure), and without
+        // it (what each choice adds from here): the choice is made on the latter, since the
+        // drafting is spent whatever is sent — counting it would favour the largest rounds.
         var candidates = [predict(nodes: 0, accepted: 0, draftMilliseconds: sunkMs, draftJoules: sunkJ)]
+        var marginal = [predict(nodes: 0, accepted: 0)]
         var expected = 0.0
         for (k, i) in order.enumerated() {
             expected += pathP[i]
             candidates.append(predict(nodes: k + 1, accepted: expected, draftMilliseconds: sunkMs, draftJoules: sunkJ))
+            marginal.append(predict(nodes: k + 1, accepted: expected))
         }
         guard configuration.adaptive else { return Selection(tree: tree, prediction: candidates[tree.count]) }
         // Not sending the draft may also mean letting the target run ahead.
         let ahead = runAheadPredictions(cap: runAheadCap, draftMilliseconds: sunkMs, draftJoules: sunkJ)
-        var bestN = choose(candidates + ahead)
+        var bestN = choose(marginal + runAheadPredictions(cap: runAheadCap))
         if tree.isEmpty { return bestN == 0 ? Selection(tree: tree, prediction: candidates[0]) : Selection(tree: tree, prediction: ahead[bestN - 1]) }
         if plan.isProbe {
             // A probe drafted for a reason: score its most probable nodes, whatever the estimate.
