@@ -164,11 +164,16 @@ struct RoundPolicyTests {
 }
 
 /// A verifier that runs a local target but answers through `send`/`receive`, as a remote one
-/// does, so proactive drafting can be tested without sockets.
-final class PipelinedLocal: PipelinedVerifier {
+/// does, behind a pretend network of `overhead` ms per exchange, so proactive drafting can be
+/// tested without sockets.
+class PipelinedLocal: PipelinedVerifier {
     let inner: LocalVerifier
+    let overhead: Double
     var pending: TokenTree?
-    init(_ inner: LocalVerifier) { self.inner = inner }
+    init(_ inner: LocalVerifier, overhead: Double = 80) {
+        self.inner = inner
+        self.overhead = overhead
+    }
     var vocabularySize: Int { inner.vocabularySize }
     var contextLength: Int { inner.contextLength }
     func begin(_ request: VerificationRequest) throws { try inner.begin(request) }
@@ -179,8 +184,8 @@ final class PipelinedLocal: PipelinedVerifier {
     func send(_ tree: TokenTree) throws { pending = tree }
     func receive() throws -> VerificationResult {
         var r = try inner.verify(pending!)
-        // A round trip long enough that drafting ahead pays.
-        r.cost.roundTripMilliseconds = r.cost.targetMilliseconds + 80
+        // By default a round trip long enough that drafting ahead pays.
+        r.cost.roundTripMilliseconds = r.cost.targetMilliseconds + overhead
         return r
     }
     func end() { inner.end() }

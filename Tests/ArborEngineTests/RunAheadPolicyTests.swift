@@ -4,31 +4,11 @@ import Testing
 
 @testable import ArborEngine
 
-/// A local target behind a pretend network of `overhead` ms per exchange that can also decode
-/// several tokens in one exchange (as `arbor serve` does for a `decode` frame).
-final class RunAheadLocal: PipelinedVerifier, RunAheadVerifier {
-    let inner: LocalVerifier
-    let overhead: Double
-    var pending: TokenTree?
+/// `PipelinedLocal` that can also decode several tokens in one exchange (as `arbor serve` does
+/// for a `decode` frame).
+final class RunAheadLocal: PipelinedLocal, RunAheadVerifier {
     var maxRunAhead = 64
     private(set) var runAheads: [Int] = []
-    init(_ inner: LocalVerifier, overhead: Double = 80) {
-        self.inner = inner
-        self.overhead = overhead
-    }
-    var vocabularySize: Int { inner.vocabularySize }
-    var contextLength: Int { inner.contextLength }
-    func begin(_ request: VerificationRequest) throws { try inner.begin(request) }
-    func verify(_ tree: TokenTree) throws -> VerificationResult {
-        try send(tree)
-        return try receive()
-    }
-    func send(_ tree: TokenTree) throws { pending = tree }
-    func receive() throws -> VerificationResult {
-        var r = try inner.verify(pending!)
-        r.cost.roundTripMilliseconds = r.cost.targetMilliseconds + overhead
-        return r
-    }
     func runAhead(_ count: Int) throws -> VerificationResult {
         runAheads.append(count)
         var first = try inner.verify(TokenTree())
@@ -41,7 +21,6 @@ final class RunAheadLocal: PipelinedVerifier, RunAheadVerifier {
         first.cost.roundTripMilliseconds = first.cost.targetMilliseconds + first.cost.samplingMilliseconds + overhead
         return first
     }
-    func end() { inner.end() }
 }
 
 @Suite("Run-ahead rounds: the target decoding by itself when drafting does not pay")

@@ -5,25 +5,8 @@ import Testing
 
 /// The cost extension's frames (0x0D capabilities, 0x0E serverDetails, 0x0F resultCost): exact
 /// bytes as documented in docs/PROTOCOL.md §3.12–3.14, exact parsing, and the old-peer path.
-@Suite struct CostExtensionCodecTests {
+@Suite struct CostExtensionCodecTests: FrameChecks {
     let reader = WireFrameReader()
-
-    func bytes(_ m: WireMessage) -> [UInt8] { Array(WireCodec.encode(m).readableBytesView) }
-
-    func decode(_ b: [UInt8]) throws(ErrorFrame) -> WireInbound? {
-        var buffer = ByteBuffer(bytes: b)
-        return try reader.next(from: &buffer)
-    }
-
-    func expectMalformed(_ type: UInt8, _ payload: [UInt8], _ why: Comment) {
-        var b = rawFrame(type: type, payload: payload)
-        do {
-            let r = try reader.next(from: &b)
-            Issue.record("\(why): expected malformedFrame, got \(String(describing: r))")
-        } catch {
-            #expect(error.code == .malformedFrame, why)
-        }
-    }
 
     @Test func capabilitiesBytes() throws {
         #expect(bytes(.capabilities(.roundCosts)) == [0, 0, 0, 6, 1, 0x0D, 0, 0, 0, 1])

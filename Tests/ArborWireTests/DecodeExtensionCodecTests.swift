@@ -4,26 +4,7 @@ import Testing
 
 /// The decode extension's frames (0x10 decodeQuery, 0x11 decodeOffer, 0x12 decode, 0x13 decoded):
 /// exact bytes as documented in docs/PROTOCOL.md §3.16–3.19, and exact parsing.
-@Suite struct DecodeExtensionCodecTests {
-    let reader = WireFrameReader()
-
-    func bytes(_ m: WireMessage) -> [UInt8] { Array(WireCodec.encode(m).readableBytesView) }
-
-    func decode(_ b: [UInt8]) throws(ErrorFrame) -> WireInbound? {
-        var buffer = ByteBuffer(bytes: b)
-        return try reader.next(from: &buffer)
-    }
-
-    func expectMalformed(_ type: UInt8, _ payload: [UInt8], _ why: Comment) {
-        var b = rawFrame(type: type, payload: payload)
-        do {
-            let r = try reader.next(from: &b)
-            Issue.record("\(why): expected malformedFrame, got \(String(describing: r))")
-        } catch {
-            #expect(error.code == .malformedFrame, why)
-        }
-    }
-
+@Suite struct DecodeExtensionCodecTests: FrameChecks {
     @Test func queryOfferAndDecodeBytes() throws {
         #expect(bytes(.decodeQuery) == [0, 0, 0, 2, 1, 0x10])
         #expect(try decode([0, 0, 0, 2, 1, 0x10]) == .message(.decodeQuery, bytes: 6))

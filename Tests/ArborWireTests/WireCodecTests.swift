@@ -47,6 +47,29 @@ let sampleMessages: [WireMessage] = [
 
 func frame(_ m: WireMessage) -> ByteBuffer { WireCodec.encode(m) }
 
+/// Helpers of the codec suites that pin frames byte for byte: the bytes of a message, one frame
+/// read back, and a payload that must be refused as malformed.
+protocol FrameChecks {}
+
+extension FrameChecks {
+    func bytes(_ m: WireMessage) -> [UInt8] { Array(WireCodec.encode(m).readableBytesView) }
+
+    func decode(_ b: [UInt8]) throws(ErrorFrame) -> WireInbound? {
+        var buffer = ByteBuffer(bytes: b)
+        return try WireFrameReader().next(from: &buffer)
+    }
+
+    func expectMalformed(_ type: UInt8, _ payload: [UInt8], _ why: Comment) {
+        var b = rawFrame(type: type, payload: payload)
+        do {
+            let r = try WireFrameReader().next(from: &b)
+            Issue.record("\(why): expected malformedFrame, got \(String(describing: r))")
+        } catch {
+            #expect(error.code == .malformedFrame, why)
+        }
+    }
+}
+
 /// A frame with raw version, type and payload bytes.
 func rawFrame(version: UInt8 = WireCodec.version, type: UInt8, payload: [UInt8], length: UInt32? = nil) -> ByteBuffer {
     var b = ByteBuffer()

@@ -180,9 +180,7 @@ public final class RoundPolicy {
         let cap = max(0, min(remaining - 1, room, maxTreeNodes))
         b.maxDepth = min(b.maxDepth, cap)
         b.maxNodes = min(b.maxNodes, cap)
-        // A run-ahead of k emits k tokens; its last pass needs room for the token before the last.
-        runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
-        let ahead = runAheadPredictions(cap: runAheadCap)
+        let ahead = runAheadCandidates(remaining: remaining, room: room)
         if b.maxDepth == 0 || b.maxNodes == 0 { return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead) }
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
         // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
@@ -229,9 +227,16 @@ public final class RoundPolicy {
     /// The plan for a request without a drafter: plain rounds, or run-ahead rounds where the
     /// verifier offers them and they pay.
     public func planWithoutDrafting(remaining: Int, room: Int) -> RoundPlan {
-        runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
-        let ahead = runAheadPredictions(cap: runAheadCap)
+        let ahead = runAheadCandidates(remaining: remaining, room: room)
         return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead)
+    }
+
+    /// The run-ahead candidates of a round that may emit `remaining` tokens with `room` left in
+    /// the context (a run-ahead of k emits k tokens; its last pass needs room for the token
+    /// before the last); `select` reuses the cap.
+    private func runAheadCandidates(remaining: Int, room: Int) -> [RoundPrediction] {
+        runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
+        return runAheadPredictions(cap: runAheadCap)
     }
 
     /// Whether the round after one that sends no draft and commits `tokens` will probe drafting
