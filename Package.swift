@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // GGUF container: memory-mapped reader, metadata, tensor infos, tensor types.
@@ -68,10 +70,28 @@ let package = Package(
             dependencies: ["ArborEngine", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: nativeSwift
         ),
+        // Composition: from a target (local or remote), a drafter choice and the speculation
+        // settings, a ready generator with persisted profiles and an async stream of events.
+        .target(
+            name: "ArborRuntime",
+            dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborRemote", "ArborProfiles", "ArborStore"],
+            swiftSettings: nativeSwift
+        ),
+        // `arbor api`: the OpenAI-compatible HTTP API and the web UI, on Hummingbird.
+        .target(
+            name: "ArborHTTP",
+            dependencies: [
+                "ArborRuntime", "ArborEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: nativeSwift
+        ),
         .executableTarget(
             name: "ArborCLI",
             dependencies: [
-                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote", "ArborProfiles",
+                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote", "ArborProfiles", "ArborRuntime", "ArborHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

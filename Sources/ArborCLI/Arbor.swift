@@ -12,6 +12,7 @@ struct Arbor: AsyncParsableCommand {
             InspectCommand.self,
             TokenizeCommand.self,
             GenerateCommand.self,
+            APICommand.self,
             ServeCommand.self,
             BenchCommand.self,
             TradeoffCommand.self,

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborRuntime
 import ArgumentParser
 import Foundation
 
@@ -44,46 +45,31 @@ struct GenerateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        // With a remote target this process only drafts: the tokenizer and chat format come from
-        // the draft model when there is one (the server checks it has the same vocabulary).
-        let threadCount = threads ?? ModelRegistryDefaults.threads
-        let localName = remote.isRemote ? (speculation.draftModel ?? model.model) : model.model
-        let path = try ModelOptions.resolve(localName)
-        let bundle = try ModelBundle.load(path: path, threads: threadCount)
+        // One composition for every target: a verifier (this process or a server), a drafter,
+        // and a policy that starts from what earlier runs learned.
+        let runtime = try Runtime(
+            options: RuntimeOptions(
+                model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice, remote: try remote.target(),
+                threads: threads ?? ModelRegistryDefaults.threads, configuration: cost.apply(to: speculation.configuration),
+                targetPricePerHour: cost.targetPricePerHour, profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile),
+            resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })
         let tokens: [Int32]
         if let chat {
             var messages: [ChatMessage] = []
             if let system { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: chat))
-            tokens = try bundle.chatTokens(messages)
+            tokens = try runtime.chatTokens(messages)
         } else {
-            tokens = bundle.promptTokens(prompt ?? "")
+            tokens = runtime.promptTokens(prompt ?? "")
         }
         let parameters = GenerationParameters(
             maxTokens: maxTokens, sampling: sampling.parameters, stopStrings: stop, stopAtEndOfText: !ignoreEOS)
         let stream = !json
-        let onText: (String) -> Bool = { piece in
-            if stream { StandardStreams.write(piece) }
+        let result = try runtime.generate(prompt: tokens, parameters: parameters, onEvent: { event in
+            if stream, case let .piece(p) = event { StandardStreams.write(p.text) }
             return true
-        }
-        // One composition for every target: a verifier (this process or a server), a drafter,
-        // and a policy that starts from what earlier runs learned.
-        let target = try TargetSetup(remote: remote, local: bundle, localName: model.model)
-        let drafter = try speculation.makeDrafter(targetTokenizer: bundle.tokenizer, targetName: target.targetName, threads: threadCount,
-                                                  loadedDraft: remote.isRemote && speculation.kind == .model ? bundle : nil)
-        let configuration = cost.apply(to: speculation.configuration, advertisedPrice: target.advertisedPrice)
-        let profiles = ProfilePersistence(options: profileOptions, drafter: drafter?.name ?? "none", server: target.serverName, target: target.targetName)
-        let generator = SpeculativeGenerator(verifier: target.verifier, drafter: drafter, tokenizer: bundle.tokenizer,
-                                             configuration: configuration, profile: target.seeded(profiles.load()))
-        let result: GenerationResult
-        if drafter == nil && !remote.isRemote {
-            // Plain decoding: the reference path, no speculative loop.
-            result = try TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
-                .generate(promptTokens: tokens, parameters: parameters, onText: onText)
-        } else {
-            result = try generator.generate(promptTokens: tokens, parameters: parameters, onText: onText)
-            profiles.save(generator.policy.profile)
-        }
+        })
+        let target = runtime.target
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

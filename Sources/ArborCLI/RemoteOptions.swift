@@ -25,12 +25,11 @@ struct RemoteOptions: ParsableArguments {
         if let authTokenFile { _ = try AuthTokenFile.read(authTokenFile) }
     }
 
-    /// Connects to the server, refusing one whose vocabulary differs from `vocabularyHash`.
-    func connect(vocabularyHash: UInt64) throws -> RemoteVerifier {
+    /// The server to verify on, or nil for a target in this process.
+    func target(clientName: String = "arbor-generate") throws -> RemoteTarget? {
+        guard let targetHost else { return nil }
         let token = try authTokenFile.map(AuthTokenFile.read) ?? ""
-        let target = RemoteTarget(host: targetHost ?? "127.0.0.1", port: targetPort, authToken: token,
-                                  clientName: "arbor-generate", reconnectAttempts: reconnectAttempts)
-        return try RemoteVerifier(target: target, expectedVocabularyHash: vocabularyHash)
+        return RemoteTarget(host: targetHost, port: targetPort, authToken: token, clientName: clientName, reconnectAttempts: reconnectAttempts)
     }
 }
 

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborRuntime
 import ArborTokenizers
 import ArgumentParser
 
@@ -44,24 +45,13 @@ struct SpeculationOptions: ParsableArguments {
                                         maxRunAhead: maxRunAhead)
     }
 
-    /// Builds the drafter for a target with `targetTokenizer` (nil for plain decoding).
-    /// `loadedDraft` is the draft model when it is already in memory (a remote target's client
-    /// loads it for its tokenizer).
-    func makeDrafter(targetTokenizer: any Tokenizer, targetName: String, threads: Int, loadedDraft: ModelBundle? = nil) throws -> (any Drafter)? {
-        try Self.makeDrafter(kind: kind, draftModel: draftModel, targetTokenizer: targetTokenizer, targetName: targetName,
-                             threads: threads, loadedDraft: loadedDraft)
-    }
-
-    static func makeDrafter(kind: DrafterKind, draftModel: String?, targetTokenizer: any Tokenizer, targetName: String, threads: Int,
-                            loadedDraft: ModelBundle? = nil) throws -> (any Drafter)? {
+    /// The drafter choice these options name.
+    var choice: DrafterChoice {
         switch kind {
-        case .none: return nil
-        case .ngram: return NGramDrafter()
-        case .suffix: return SuffixDrafter()
-        case .model:
-            let draft = try loadedDraft ?? ModelBundle.load(path: try ModelOptions.resolve(draftModel ?? ""), threads: threads)
-            return try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: draftModel ?? "draft",
-                                    targetTokenizer: targetTokenizer, targetName: targetName)
+        case .none: .none
+        case .ngram: .ngram
+        case .suffix: .suffix
+        case .model: .model(draftModel ?? "")
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborRuntime
 import ArborStore
 import ArgumentParser
 import Foundation
@@ -91,21 +92,26 @@ struct TradeoffCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let threadCount = threads ?? ModelRegistryDefaults.threads
-        let localName = remote.isRemote ? (speculation.draftModel ?? model.model) : model.model
-        let bundle = try ModelBundle.load(path: try ModelOptions.resolve(localName), threads: threadCount)
+        // The runtime composes the target and the drafter; every setting below builds its own
+        // generator on them (a draft model is loaded once).
+        let runtime = try Runtime(
+            options: RuntimeOptions(
+                model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,
+                remote: try remote.target(clientName: "arbor-tradeoff"), threads: threads ?? ModelRegistryDefaults.threads,
+                configuration: cost.apply(to: speculation.configuration), targetPricePerHour: cost.targetPricePerHour,
+                profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile),
+            resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })
+        let bundle = runtime.local
         let items = try PromptsCommand.items(set, limit: limit)
         let prompts = try items.map { try bundle.chatTokens([ChatMessage(role: "user", content: $0.userMessage)]) }
 
-        let target = try TargetSetup(remote: remote, local: bundle, localName: model.model)
+        let target = runtime.target
         let verifier = target.verifier
         let advertisedPrice = target.advertisedPrice
         let preferences = cost.preferences(advertisedPrice: advertisedPrice)
         let meter = EnergyMeter(wattsPerCore: cost.wattsPerCore)
-        let loadedDraft = remote.isRemote && speculation.kind == .model ? bundle : nil
-        // One drafter for every setting (a draft model is loaded once).
-        let drafter = try speculation.makeDrafter(targetTokenizer: bundle.tokenizer, targetName: target.targetName, threads: threadCount, loadedDraft: loadedDraft)
-        let profiles = ProfilePersistence(options: profileOptions, drafter: drafter?.name ?? "none", server: target.serverName, target: target.targetName)
+        let drafter = try runtime.drafter(for: speculation.choice)
+        let profiles = runtime.persistence(for: drafter)
         var startProfile = target.seeded(profiles.load())
         let parameters = GenerationParameters(maxTokens: maxTokens, sampling: .greedy)
         let base = cost.apply(to: speculation.configuration, advertisedPrice: advertisedPrice)

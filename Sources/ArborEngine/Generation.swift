@@ -126,6 +126,16 @@ public final class TextGenerator {
         cache providedCache: (any KVCache)? = nil,
         onText: (String) -> Bool = { _ in true }
     ) throws -> GenerationResult {
+        try generate(promptTokens: promptTokens, parameters: parameters, cache: providedCache, onPiece: { onText($0.text) })
+    }
+
+    /// As `generate(promptTokens:parameters:cache:onText:)`, with each piece as a `TextPiece`
+    /// (plain decoding drafts nothing: every piece is the model's own).
+    public func generate(
+        promptTokens: [Int32], parameters: GenerationParameters,
+        cache providedCache: (any KVCache)? = nil,
+        onPiece onText: (TextPiece) -> Bool
+    ) throws -> GenerationResult {
         guard !promptTokens.isEmpty else { throw GenerationError.emptyPrompt }
         try parameters.sampling.validate()
         let limit = model.configuration.contextLength

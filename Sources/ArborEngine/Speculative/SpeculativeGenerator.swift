@@ -48,6 +48,16 @@ public final class SpeculativeGenerator {
         promptTokens: [Int32], parameters: GenerationParameters,
         onText: (String) -> Bool = { _ in true }
     ) throws -> GenerationResult {
+        try generate(promptTokens: promptTokens, parameters: parameters, onRound: { _ in }, onPiece: { onText($0.text) })
+    }
+
+    /// As `generate(promptTokens:parameters:onText:)`, telling `onRound` of every round as it
+    /// ends (before its tokens are emitted) and marking each piece of text drafted-and-accepted or
+    /// the target's own. Return false from `onPiece` to stop early.
+    public func generate(
+        promptTokens: [Int32], parameters: GenerationParameters,
+        onRound: (RoundRecord) -> Void, onPiece onText: (TextPiece) -> Bool
+    ) throws -> GenerationResult {
         guard !promptTokens.isEmpty else { throw GenerationError.emptyPrompt }
         try parameters.sampling.validate()
         let limit = verifier.contextLength
@@ -111,6 +121,10 @@ public final class SpeculativeGenerator {
                 try Self.check(draft.tree, budget: plan.budget, vocabularySize: verifier.vocabularySize)
             }
             var selection = policy.select(draft, plan: plan)
+            if !selection.tree.isEmpty, selection.tree.count < configuration.minDraftNodes {
+                // Too small to be worth a tree (the user's minimum): the round goes without it.
+                selection = policy.select(Draft(), plan: plan)
+            }
             if draftedAhead {
                 // Already paid for during the last round: this round's time has no drafting in it.
                 selection.prediction = policy.predict(nodes: selection.tree.count, accepted: selection.prediction.tokens - 1)
@@ -189,11 +203,12 @@ public final class SpeculativeGenerator {
             policy.observe(record)
             spec.record(record)
             report.add(record)
+            onRound(record)
 
             // 4. Emit the accepted tokens and the target's own, stopping exactly where plain would.
-            for token in committed {
+            for (i, token) in committed.enumerated() {
                 context.append(token)
-                guard output.append(token, onText: onText) else { break }
+                guard output.append(token, drafted: i < result.acceptedNodes.count, onText: onText) else { break }
             }
         }
         if let a = ahead {

@@ -15,6 +15,9 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
     /// Most tokens one run-ahead round may ask a remote target to decode by itself (when the
     /// server offers it and the policy finds it pays); 0 or 1: never run ahead.
     public var maxRunAhead: Int
+    /// A selected tree with fewer nodes than this is not sent (llama.cpp's `speculative.n_min`):
+    /// the round goes plain instead. 0: any tree is sent.
+    public var minDraftNodes = 0
 
     public init(budget: DraftBudget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: Bool = true,
                 preferences: CostPreferences = CostPreferences(), proactive: Bool = false,
@@ -27,7 +30,7 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
         self.maxRunAhead = maxRunAhead
     }
 
-    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead }
+    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead, minDraftNodes }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -35,5 +38,6 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
                   preferences: try c.decode(CostPreferences.self, forKey: .preferences), proactive: try c.decode(Bool.self, forKey: .proactive),
                   wattsPerCore: try c.decode(Double.self, forKey: .wattsPerCore),
                   maxRunAhead: try c.decodeIfPresent(Int.self, forKey: .maxRunAhead) ?? 32)
+        minDraftNodes = try c.decodeIfPresent(Int.self, forKey: .minDraftNodes) ?? 0
     }
 }

@@ -1,0 +1,266 @@
+import ArborEngine
+import ArborRuntime
+import Foundation
+import Hummingbird
+import Logging
+
+/// Where `arbor api` listens and who may call it.
+public struct APIConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Requests to `/v1/…` must carry `Authorization: Bearer <key>` when set.
+    public var apiKey: String?
+    /// Largest request body accepted, bytes.
+    public var maxBodyBytes: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20) {
+        self.host = host
+        self.port = port
+        self.apiKey = apiKey
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// The runtime once loaded (requests before then get 503, as llama.cpp's server answers).
+final class RuntimeSlot: @unchecked Sendable {
+    enum State { case loading, ready(Runtime), failed(String) }
+    private let lock = NSLock()
+    private var state = State.loading
+    private var names: [String] = []
+
+    /// Names a request's `model` may use for the target.
+    var modelNames: [String] {
+        get { lock.lock(); defer { lock.unlock() }; return names }
+        set { lock.lock(); names = newValue; lock.unlock() }
+    }
+
+    var current: State {
+        lock.lock()
+        defer { lock.unlock() }
+        return state
+    }
+
+    func set(_ s: State) {
+        lock.lock()
+        state = s
+        lock.unlock()
+    }
+
+    func runtime() throws(APIError) -> Runtime {
+        switch current {
+        case let .ready(r): return r
+        case .loading: throw APIError(status: 503, message: "Loading model", type: "unavailable_error")
+        case let .failed(why): throw APIError(status: 503, message: "the model could not be loaded: \(why)", type: "unavailable_error")
+        }
+    }
+}
+
+/// The OpenAI-compatible HTTP API on Hummingbird: `/v1/chat/completions`, `/v1/completions`
+/// (streamed as server-sent events or whole), `/v1/models` and `/health`.
+///
+/// The runtime does the generating; this type only translates requests and responses, so the
+/// HTTP layer adds no work to a token.
+public final class APIServer: Sendable {
+    public let configuration: APIConfiguration
+    let slot = RuntimeSlot()
+    let logger: Logger
+
+    public init(configuration: APIConfiguration, logger: Logger = Logger(label: "arbor.api")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Serves until SIGINT or SIGTERM (then finishes the requests in flight). `load` builds the
+    /// runtime on a thread of its own while the server already answers `/health` with 503;
+    /// `onListening` is told the bound port.
+    public func run(load: @escaping @Sendable () throws -> Runtime, onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        let thread = Thread { [self] in
+            do {
+                let runtime = try load()
+                let file = URL(fileURLWithPath: runtime.options.model).lastPathComponent
+                var names = [runtime.target.targetName, runtime.options.model, file, file.replacingOccurrences(of: ".gguf", with: "")]
+                names = names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+                slot.modelNames = names
+                slot.set(.ready(runtime))
+                logger.info("model ready", metadata: ["target": "\(runtime.target.targetName)", "server": "\(runtime.target.serverName)"])
+            } catch {
+                slot.set(.failed("\(error)"))
+                logger.error("could not load the model: \(error)")
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+        let app = Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "arbor"),
+            onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        try await app.runService()
+    }
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: CORSMiddleware(allowOrigin: .originBased, allowHeaders: [.accept, .authorization, .contentType, .origin],
+                                              allowMethods: [.get, .post, .options]))
+        router.add(middleware: ErrorMiddleware())
+        router.get("/health") { [slot] _, _ -> Response in
+            switch slot.current {
+            case .ready: return Self.json(JSON.object(["status": "ok"]), status: .ok)
+            case .loading: return Self.json(APIError(status: 503, message: "Loading model", type: "unavailable_error"), status: .serviceUnavailable)
+            case let .failed(why): return Self.json(APIError(status: 503, message: "the model could not be loaded: \(why)", type: "unavailable_error"), status: .serviceUnavailable)
+            }
+        }
+        let v1 = router.group("v1").add(middleware: APIKeyMiddleware(key: configuration.apiKey))
+        v1.get("models") { [self] _, _ in try models() }
+        v1.post("chat/completions") { [self] request, _ in try await complete(request, chat: true) }
+        v1.post("completions") { [self] request, _ in try await complete(request, chat: false) }
+        return router
+    }
+
+    // MARK: Endpoints
+
+    func models() throws -> Response {
+        let runtime = try slot.runtime()
+        let created = Int(Date().timeIntervalSince1970)
+        var data: [JSON] = []
+        let size = (try? FileManager.default.attributesOfItem(atPath: runtime.local.path)[.size] as? Int) ?? 0
+        data.append([
+            "id": .string(runtime.target.targetName), "object": "model", "created": .int(created), "owned_by": "arbor",
+            "meta": [
+                "role": "target", "server": .string(runtime.target.serverName), "n_vocab": .int(runtime.target.verifier.vocabularySize),
+                "n_ctx_train": .int(runtime.contextLength), "size": runtime.target.isRemote ? nil : .int(size),
+                "drafters": .array((["none", "ngram", "suffix"] + runtime.draftModels.map { "model:\($0)" }).map(JSON.string)),
+            ],
+        ])
+        for d in runtime.draftModels {
+            data.append(["id": .string(d), "object": "model", "created": .int(created), "owned_by": "arbor",
+                         "meta": ["role": "draft", "n_vocab": .int(runtime.local.tokenizer.vocabularySize)]])
+        }
+        return Self.json(JSON.object(["object": "list", "data": .array(data)]), status: .ok)
+    }
+
+    func complete(_ request: Request, chat: Bool) async throws -> Response {
+        let runtime = try slot.runtime()
+        var body: ByteBuffer
+        do { body = try await request.body.collect(upTo: configuration.maxBodyBytes) } catch {
+            throw APIError(status: 413, message: "the request body exceeds \(configuration.maxBodyBytes) bytes", type: "invalid_request_error")
+        }
+        let decoded: CompletionRequest
+        do {
+            decoded = try JSONDecoder().decode(CompletionRequest.self, from: Data(body.readBytes(length: body.readableBytes) ?? []))
+        } catch let error as DecodingError {
+            throw APIError.badRequest("malformed request: \(Self.describe(error))")
+        }
+        let v = try decoded.validated(chat: chat, runtime: runtime, modelNames: slot.modelNames)
+        let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+        let created = Int(Date().timeIntervalSince1970)
+        let model = runtime.target.targetName
+        let target = runtime.target.serverName
+        let events = runtime.stream(prompt: v.prompt, parameters: v.parameters, settings: v.settings)
+        guard v.stream else {
+            for try await event in events {
+                if case let .finished(result) = event {
+                    return Self.json(Shapes.completion(chat: chat, id: id, created: created, model: model, result: result, target: target), status: .ok)
+                }
+            }
+            throw APIError(status: 500, message: "the generation ended without a result", type: "server_error")
+        }
+        let logger = logger
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                func send(_ value: JSON) async throws {
+                    try await writer.write(ByteBuffer(string: "data: " + String(decoding: value.data, as: UTF8.self) + "\n\n"))
+                }
+                do {
+                    if chat { try await send(Shapes.chunk(chat: chat, id: id, created: created, model: model, role: true, content: "")) }
+                    for try await event in events {
+                        switch event {
+                        case let .piece(p):
+                            try await send(Shapes.chunk(chat: chat, id: id, created: created, model: model, content: p.text, drafted: p.drafted))
+                        case .round:
+                            break
+                        case let .finished(result):
+                            try await send(Shapes.chunk(chat: chat, id: id, created: created, model: model, content: chat ? nil : "", finish: finishReason(result)))
+                            if v.includeUsage {
+                                try await send(Shapes.usageChunk(chat: chat, id: id, created: created, model: model, result: result, target: target))
+                            }
+                        }
+                    }
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                } catch let error as APIError {
+                    try? await send(JSON(encoding: error))
+                } catch {
+                    // The client went away (a failed write) or the generation failed: either way
+                    // the stream ends here, which cancels the generation and frees its cache.
+                    logger.info("stream ended early: \(error)")
+                    try? await send(JSON(encoding: Self.apiError(error)))
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    // MARK: Helpers
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status) -> Response {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? e.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The API error an engine error becomes.
+    static func apiError(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as GenerationError: return .badRequest(e.description)
+        case let e as RuntimeError: return e == .cancelled ? APIError(status: 499, message: e.description, type: "cancelled") : .badRequest(e.description)
+        case let e as ControlError: return .badRequest(e.description)
+        default: return APIError(status: 500, message: "\(error)", type: "server_error")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            let p = c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return p.isEmpty ? "" : " at \(p.hasPrefix(".") ? String(p.dropFirst()) : p)"
+        }
+        switch error {
+        case let .dataCorrupted(c): return "not valid JSON\(path(c))"
+        case let .keyNotFound(k, c): return "missing field '\(k.stringValue)'\(path(c))"
+        case let .typeMismatch(t, c): return "expected \(t)\(path(c))"
+        case let .valueNotFound(t, c): return "expected \(t)\(path(c)), found null"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+/// Turns every error a handler throws into the OpenAI error shape.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as any HTTPResponseError {
+            let status = error.status
+            let message = status == .notFound ? "no route for \(request.method) \(request.uri.path)" : "\(error)"
+            return APIServer.json(APIError(status: status.code, message: message, type: status == .notFound ? "not_found_error" : "invalid_request_error"), status: status)
+        } catch {
+            let e = APIServer.apiError(error)
+            return APIServer.json(e, status: HTTPResponse.Status(code: e.status))
+        }
+    }
+}
+
+/// `Authorization: Bearer <key>` on `/v1/…` when a key is configured.
+struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let key: String?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let key else { return try await next(request, context) }
+        guard request.method == .options || request.headers[.authorization] == "Bearer \(key)" else {
+            return APIServer.json(APIError.unauthorized, status: .unauthorized)
+        }
+        return try await next(request, context)
+    }
+}

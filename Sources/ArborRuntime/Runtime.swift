@@ -1,0 +1,271 @@
+import ArborEngine
+import ArborModels
+import ArborProfiles
+import ArborRemote
+import ArborStore
+import ArborTokenizers
+import Foundation
+
+/// What a runtime is built from: the target (a model here, or an `arbor serve`), the drafters it
+/// may use, and the speculation settings every request starts from.
+public struct RuntimeOptions: Sendable {
+    /// The target model (alias or GGUF path). With a remote target it names the model whose
+    /// tokenizer this process uses when there is no draft model.
+    public var model: String
+    /// The draft model (alias or path) the `model` drafter uses, if any.
+    public var draftModel: String?
+    /// The drafter of requests that do not choose one.
+    public var drafter: DrafterChoice
+    /// An `arbor serve` holding the target, or nil for a target in this process.
+    public var remote: RemoteTarget?
+    public var threads: Int
+    /// Budget, objective and cs, prices, proactive drafting: each request may override parts.
+    public var configuration: SpeculationConfiguration
+    /// Dollars per hour of target compute set by the user; nil takes the server's advertised
+    /// price, else the configuration's.
+    public var targetPricePerHour: Double?
+    /// The profile database (default `<data dir>/profiles.sqlite`) and whether to use it at all.
+    public var profileDatabase: String?
+    public var persistProfiles: Bool
+
+    public init(model: String, draftModel: String? = nil, drafter: DrafterChoice? = nil, remote: RemoteTarget? = nil,
+                threads: Int = ModelRegistry.defaultThreadCount, configuration: SpeculationConfiguration = SpeculationConfiguration(),
+                targetPricePerHour: Double? = nil, profileDatabase: String? = nil, persistProfiles: Bool = true) {
+        self.model = model
+        self.draftModel = draftModel
+        self.drafter = drafter ?? (draftModel.map { .model($0) } ?? .none)
+        self.remote = remote
+        self.threads = threads
+        self.configuration = configuration
+        self.targetPricePerHour = targetPricePerHour
+        self.profileDatabase = profileDatabase
+        self.persistProfiles = persistProfiles
+    }
+}
+
+/// One request's choices on top of the runtime's settings (nil: the runtime's).
+public struct RequestSettings: Sendable, Equatable {
+    public var drafter: DrafterChoice?
+    public var objective: Objective?
+    public var cs: CostSensitivity?
+    /// Most drafted nodes per round (llama.cpp's `speculative.n_max`).
+    public var maxDraftNodes: Int?
+    /// Fewest nodes worth sending (llama.cpp's `speculative.n_min`).
+    public var minDraftNodes: Int?
+    public var proactive: Bool?
+
+    public init(drafter: DrafterChoice? = nil, objective: Objective? = nil, cs: CostSensitivity? = nil,
+                maxDraftNodes: Int? = nil, minDraftNodes: Int? = nil, proactive: Bool? = nil) {
+        self.drafter = drafter
+        self.objective = objective
+        self.cs = cs
+        self.maxDraftNodes = maxDraftNodes
+        self.minDraftNodes = minDraftNodes
+        self.proactive = proactive
+    }
+}
+
+/// What a running generation reports, in order: pieces of text and rounds as they happen, then
+/// the result.
+public enum GenerationEvent: Sendable {
+    case piece(TextPiece)
+    case round(RoundEvent)
+    case finished(GenerationResult)
+}
+
+/// One speculative round, as a client would chart it.
+public struct RoundEvent: Sendable, Equatable, Codable {
+    /// Drafted nodes sent to the target, and how many it accepted.
+    public var sent: Int
+    public var accepted: Int
+    /// Tokens the round committed (accepted + the target's own + any it ran ahead).
+    public var committed: Int
+    public var milliseconds: Double
+    public var bytesUp: Int
+    public var bytesDown: Int
+
+    init(_ r: RoundRecord) {
+        sent = r.sent.count
+        accepted = r.result.acceptedNodes.count
+        committed = r.result.acceptedNodes.count + 1 + r.result.decodedTokens.count
+        milliseconds = r.milliseconds
+        bytesUp = Int(r.use.bytesUp)
+        bytesDown = Int(r.use.bytesDown)
+    }
+}
+
+/// The composition of a speculating generator: a target (in this process or an `arbor serve`),
+/// its drafters, and one round policy per drafter whose learned profile outlives every request
+/// and persists in SQLite. Requests run one at a time, in arrival order, on the caller's thread
+/// (`generate`) or on a thread of their own (`stream`).
+///
+/// The CLI and the HTTP server build one of these and do nothing else of speculation's.
+public final class Runtime: @unchecked Sendable {
+    public let options: RuntimeOptions
+    /// The model in this process whose tokenizer and chat format requests use: the target when it
+    /// is local; with a remote target the draft model (else the target's file, for its tokenizer).
+    public let local: ModelBundle
+    public let target: TargetConnection
+    /// The settings requests start from (the server's advertised price applied).
+    public let configuration: SpeculationConfiguration
+    public var tokenizer: any Tokenizer { local.tokenizer }
+
+    private let resolveModel: (String) throws -> String
+    private let warn: @Sendable (String) -> Void
+    private let gate = FairGate()
+    private let lock = NSLock()
+    /// Built on first use, then kept (a draft model is loaded once).
+    private var drafters: [DrafterChoice: any Drafter] = [:]
+    private var draftBundle: ModelBundle?
+    private var policies: [String: (policy: RoundPolicy, persistence: ProfilePersistence)] = [:]
+    private let profiles: ProfilePersistence
+
+    /// Loads the local model, connects to a remote target (checking its vocabulary) and opens the
+    /// profile database. `resolveModel` turns an alias or path into a GGUF path (by default the
+    /// model store, which pulls known aliases); `warn` hears about problems that do not stop a
+    /// generation (a corrupt profile database, say).
+    public init(options: RuntimeOptions,
+                resolveModel: @escaping (String) throws -> String = { try ModelStore().resolve($0) },
+                warn: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        self.options = options
+        self.resolveModel = resolveModel
+        self.warn = warn
+        let localName = options.remote != nil ? (options.draftModel ?? options.model) : options.model
+        local = try ModelBundle.load(path: try resolveModel(localName), threads: options.threads)
+        if options.remote != nil, options.draftModel != nil { draftBundle = local }
+        if let remote = options.remote {
+            target = try .remote(remote, vocabularyHash: local.tokenizer.vocabularyFingerprint)
+        } else {
+            target = .local(local, name: options.model)
+        }
+        var c = options.configuration
+        c.preferences.rates.targetPerHour = options.targetPricePerHour ?? target.advertisedPrice ?? c.preferences.rates.targetPerHour
+        configuration = c
+        profiles = ProfilePersistence(database: options.profileDatabase, enabled: options.persistProfiles,
+                                      drafter: "none", server: target.serverName, target: target.targetName, warn: warn)
+    }
+
+    /// Requests waiting for their turn, and whether one is running.
+    public var queue: (waiting: Int, running: Bool) { gate.state }
+
+    /// The draft models this runtime can draft with.
+    public var draftModels: [String] { options.draftModel.map { [$0] } ?? [] }
+
+    /// Token ids of a chat, rendered with the local model's template.
+    public func chatTokens(_ messages: [ChatMessage]) throws -> [Int32] { try local.chatTokens(messages) }
+    /// Token ids of a raw prompt.
+    public func promptTokens(_ text: String) -> [Int32] { local.promptTokens(text) }
+    /// The target's context length.
+    public var contextLength: Int { target.verifier.contextLength }
+
+    /// The configuration a request runs with.
+    public func configuration(for settings: RequestSettings) -> SpeculationConfiguration {
+        var c = configuration
+        if let o = settings.objective { c.preferences.objective = o }
+        if let cs = settings.cs { c.preferences.cs = cs }
+        if let n = settings.maxDraftNodes {
+            c.budget.maxNodes = max(1, n)
+            c.budget.maxDepth = min(c.budget.maxDepth, max(1, n))
+        }
+        if let n = settings.minDraftNodes { c.minDraftNodes = max(0, n) }
+        if let p = settings.proactive { c.proactive = p }
+        return c
+    }
+
+    /// Generates on this thread, after the requests that came before it. `onEvent` hears every
+    /// piece and round (return false to stop early: the result then ends where it stopped);
+    /// `isCancelled` is asked while waiting for a turn.
+    public func generate(prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings = RequestSettings(),
+                         isCancelled: () -> Bool = { false }, onEvent: (GenerationEvent) -> Bool = { _ in true }) throws -> GenerationResult {
+        // Before queueing: a bad request fails at once, not after the ones ahead of it.
+        let choice = settings.drafter ?? options.drafter
+        guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
+        try parameters.sampling.validate()
+        guard prompt.count + parameters.maxTokens <= contextLength else {
+            throw GenerationError.tooLong(promptTokens: prompt.count, maxTokens: parameters.maxTokens, contextLength: contextLength)
+        }
+        if case let .model(name) = choice, !draftModels.contains(name) {
+            throw RuntimeError.draftModelNotLoaded(name, available: draftModels)
+        }
+        try gate.enter(isCancelled: isCancelled)
+        defer { gate.leave() }
+        let drafter = try self.drafter(for: choice)
+        if drafter == nil, !target.isRemote {
+            // Plain decoding: the reference path, no speculative loop.
+            return try TextGenerator(model: local.model, tokenizer: local.tokenizer)
+                .generate(promptTokens: prompt, parameters: parameters, onPiece: { onEvent(.piece($0)) })
+        }
+        let (policy, persistence) = policy(for: drafter)
+        policy.configuration = configuration(for: settings)
+        let generator = SpeculativeGenerator(verifier: target.verifier, drafter: drafter, tokenizer: local.tokenizer, policy: policy)
+        var stopped = false
+        let result = try generator.generate(
+            promptTokens: prompt, parameters: parameters,
+            onRound: { if !stopped { stopped = !onEvent(.round(RoundEvent($0))) } },
+            onPiece: { !stopped && onEvent(.piece($0)) })
+        persistence.save(policy.profile)
+        return result
+    }
+
+    /// Generates on a thread of its own; the stream yields the pieces and rounds as they happen,
+    /// then `.finished`. Cancelling the consuming task (or dropping the stream) stops the
+    /// generation at its next piece and frees its cache; a request still waiting for its turn
+    /// leaves the line.
+    public func stream(prompt: [Int32], parameters: GenerationParameters,
+                       settings: RequestSettings = RequestSettings()) -> AsyncThrowingStream<GenerationEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: GenerationEvent.self)
+        let cancelled = AtomicFlag()
+        continuation.onTermination = { _ in cancelled.set() }
+        let thread = Thread { [self] in
+            do {
+                let result = try generate(prompt: prompt, parameters: parameters, settings: settings, isCancelled: { cancelled.isSet }) { event in
+                    guard !cancelled.isSet else { return false }
+                    continuation.yield(event)
+                    return true
+                }
+                continuation.yield(.finished(result))
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        thread.name = "arbor-generate"
+        thread.stackSize = 8 << 20
+        thread.start()
+        return stream
+    }
+
+    /// The drafter for `choice`, built on first use (nil for `.none`).
+    public func drafter(for choice: DrafterChoice) throws -> (any Drafter)? {
+        if choice == .none { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        if let d = drafters[choice] { return d }
+        let d = try choice.makeDrafter(targetTokenizer: local.tokenizer, targetName: target.targetName) { name in
+            if let b = draftBundle { return b }
+            let b = try ModelBundle.load(path: try resolveModel(name), threads: options.threads)
+            draftBundle = b
+            return b
+        }
+        drafters[choice] = d
+        return d
+    }
+
+    /// The policy of a drafter, started from its stored profile.
+    private func policy(for drafter: (any Drafter)?) -> (RoundPolicy, ProfilePersistence) {
+        let name = drafter?.name ?? "none"
+        lock.lock()
+        defer { lock.unlock() }
+        if let p = policies[name] { return p }
+        let persistence = persistence(for: drafter)
+        let policy = RoundPolicy(configuration: configuration, drafterCostsTime: drafter?.costsTimePerStep ?? false,
+                                 profile: target.seeded(persistence.load()))
+        policies[name] = (policy, persistence)
+        return (policy, persistence)
+    }
+
+    /// Where the profile of `drafter` with this runtime's target is stored.
+    public func persistence(for drafter: (any Drafter)?) -> ProfilePersistence {
+        profiles.with(drafter: drafter?.name ?? "none")
+    }
+}

@@ -1,0 +1,18 @@
+/// Why a runtime could not be composed or a request could not run, in words a user can act on.
+public enum RuntimeError: Error, CustomStringConvertible, Equatable {
+    case unknownDrafter(String)
+    case noDraftModel
+    /// A draft model was asked for that this runtime was not started with.
+    case draftModelNotLoaded(String, available: [String])
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case let .unknownDrafter(s): "unknown drafter '\(s)' (none, ngram, suffix, model or model:<alias|path>)"
+        case .noDraftModel: "the model drafter needs a draft model (--draft <alias|path>)"
+        case let .draftModelNotLoaded(name, available):
+            "draft model '\(name)' is not available here" + (available.isEmpty ? " (none was loaded: start with --draft)" : " (available: \(available.joined(separator: ", ")))")
+        case .cancelled: "the request was cancelled"
+        }
+    }
+}
