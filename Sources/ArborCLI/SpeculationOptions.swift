@@ -7,7 +7,7 @@ import ArgumentParser
 struct SpeculationOptions: ParsableArguments {
     @Option(name: .customLong("drafter"), help: "Drafter: none, ngram, suffix or model (model needs --draft).")
     var drafter: DrafterKind?
-    @Option(name: .customLong("draft"), help: ArgumentHelp("Draft model (alias or GGUF path) of the target's vocabulary; implies --drafter model.", valueName: "alias|path"))
+    @Option(name: .customLong("draft"), help: ArgumentHelp("Draft model (alias or GGUF path) of the target's vocabulary; implies --drafter model unless --drafter names another (arbor api: requests may still choose it).", valueName: "alias|path"))
     var draftModel: String?
     @Option(name: .customLong("max-nodes"), help: "Most drafted nodes per round.")
     var maxNodes: Int = 16
@@ -31,7 +31,6 @@ struct SpeculationOptions: ParsableArguments {
 
     func validate() throws {
         if kind == .model && draftModel == nil { throw ValidationError("--drafter model needs --draft <model>") }
-        if let d = drafter, d != .model, draftModel != nil { throw ValidationError("--draft goes with --drafter model") }
         guard maxNodes >= 1, maxDepth >= 1, (maxWidth ?? 1) >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
         guard (0...65535).contains(maxRunAhead) else { throw ValidationError("--max-run-ahead must be 0…65535") }
     }

@@ -105,7 +105,11 @@ public final class APIServer: Sendable {
         router.add(middleware: ErrorMiddleware())
         router.get("/health") { [slot] _, _ -> Response in
             switch slot.current {
-            case .ready: return Self.json(JSON.object(["status": "ok"]), status: .ok)
+            case let .ready(runtime):
+                // llama.cpp's `{"status": "ok"}`, plus the request queue (a generation that is
+                // cancelled leaves it at once).
+                let q = runtime.queue
+                return Self.json(JSON.object(["status": "ok", "requests_running": .int(q.running ? 1 : 0), "requests_waiting": .int(q.waiting)]), status: .ok)
             case .loading: return Self.json(APIError(status: 503, message: "Loading model", type: "unavailable_error"), status: .serviceUnavailable)
             case let .failed(why): return Self.json(APIError(status: 503, message: "the model could not be loaded: \(why)", type: "unavailable_error"), status: .serviceUnavailable)
             }

@@ -123,8 +123,9 @@ struct CompletionRequest: Decodable, Sendable {
         var objective: String?
         var cs: CSValue?
         var proactive: Bool?
+        var adaptive: Bool?
         enum CodingKeys: String, CodingKey {
-            case nMax = "n_max", nMin = "n_min", drafter, objective, cs, proactive
+            case nMax = "n_max", nMin = "n_min", drafter, objective, cs, proactive, adaptive
         }
     }
 
@@ -253,6 +254,7 @@ extension CompletionRequest {
             settings.minDraftNodes = n
         }
         settings.proactive = speculative?.proactive
+        settings.adaptive = speculative?.adaptive
         let parameters = GenerationParameters(maxTokens: maxTokens, sampling: sampling, stopStrings: stops, stopAtEndOfText: !(ignoreEOS ?? false))
         return ValidatedRequest(prompt: promptTokens, parameters: parameters, settings: settings, stream: stream ?? false,
                                 includeUsage: streamOptions?.includeUsage ?? false)

@@ -53,9 +53,12 @@ public struct RequestSettings: Sendable, Equatable {
     /// Fewest nodes worth sending (llama.cpp's `speculative.n_min`).
     public var minDraftNodes: Int?
     public var proactive: Bool?
+    /// False: draft and send the full budget every round (no adaptive sizing).
+    public var adaptive: Bool?
 
     public init(drafter: DrafterChoice? = nil, objective: Objective? = nil, cs: CostSensitivity? = nil,
-                maxDraftNodes: Int? = nil, minDraftNodes: Int? = nil, proactive: Bool? = nil) {
+                maxDraftNodes: Int? = nil, minDraftNodes: Int? = nil, proactive: Bool? = nil, adaptive: Bool? = nil) {
+        self.adaptive = adaptive
         self.drafter = drafter
         self.objective = objective
         self.cs = cs
@@ -169,6 +172,7 @@ public final class Runtime: @unchecked Sendable {
         }
         if let n = settings.minDraftNodes { c.minDraftNodes = max(0, n) }
         if let p = settings.proactive { c.proactive = p }
+        if let a = settings.adaptive { c.adaptive = a }
         return c
     }
 
