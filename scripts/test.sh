@@ -30,6 +30,8 @@ ARBOR=.build/release/arbor bash scripts/tradeoff_test.sh
 
 echo "== OpenAI-compatible API: arbor api against the official openai client (pytest)"
 python3 -c "import openai, pytest" 2>/dev/null || python3 -m pip install -q "openai==3.60.0" "pytest==9.0.3"
+# promtool (Debian's prometheus package) checks /metrics.
+command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus) >/dev/null
 ARBOR=.build/release/arbor python3 -m pytest -q tests/api
 
 echo "== running tests"

@@ -63,6 +63,7 @@ final class RuntimeSlot: @unchecked Sendable {
 public final class APIServer: Sendable {
     public let configuration: APIConfiguration
     let slot = RuntimeSlot()
+    let metrics = APIMetrics()
     let logger: Logger
 
     public init(configuration: APIConfiguration, logger: Logger = Logger(label: "arbor.api")) {
@@ -116,9 +117,26 @@ public final class APIServer: Sendable {
         }
         let v1 = router.group("v1").add(middleware: APIKeyMiddleware(key: configuration.apiKey))
         v1.get("models") { [self] _, _ in try models() }
-        v1.post("chat/completions") { [self] request, _ in try await complete(request, chat: true) }
-        v1.post("completions") { [self] request, _ in try await complete(request, chat: false) }
+        v1.post("chat/completions") { [self] request, _ in try await counted("chat") { try await complete(request, chat: true) } }
+        v1.post("completions") { [self] request, _ in try await counted("completion") { try await complete(request, chat: false) } }
+        router.group("metrics").add(middleware: APIKeyMiddleware(key: configuration.apiKey)).get { [self] _, _ -> Response in
+            let queue: (waiting: Int, running: Bool)? = if case let .ready(r) = slot.current { r.queue } else { nil }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(queue: queue))))
+        }
         return router
+    }
+
+    /// Runs an endpoint, counting its answer by status.
+    func counted(_ endpoint: String, _ body: () async throws -> Response) async throws -> Response {
+        do {
+            let response = try await body()
+            metrics.answered(endpoint: endpoint, status: response.status.code)
+            return response
+        } catch {
+            metrics.answered(endpoint: endpoint, status: Self.apiError(error).status)
+            throw error
+        }
     }
 
     // MARK: Endpoints
@@ -161,9 +179,16 @@ public final class APIServer: Sendable {
         let model = runtime.target.targetName
         let target = runtime.target.serverName
         let events = runtime.stream(prompt: v.prompt, parameters: v.parameters, settings: v.settings)
+        let started = ContinuousClock.now
+        let metrics = metrics
+        @Sendable func seconds() -> Double {
+            let d = ContinuousClock.now - started
+            return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        }
         guard v.stream else {
             for try await event in events {
                 if case let .finished(result) = event {
+                    metrics.finished(result, seconds: seconds())
                     return Self.json(Shapes.completion(chat: chat, id: id, created: created, model: model, result: result, target: target), status: .ok)
                 }
             }
@@ -186,6 +211,7 @@ public final class APIServer: Sendable {
                         case .round:
                             break
                         case let .finished(result):
+                            metrics.finished(result, seconds: seconds())
                             try await send(Shapes.chunk(chat: chat, id: id, created: created, model: model, content: chat ? nil : "", finish: finishReason(result)))
                             if v.includeUsage {
                                 try await send(Shapes.usageChunk(chat: chat, id: id, created: created, model: model, result: result, target: target))

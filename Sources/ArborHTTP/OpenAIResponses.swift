@@ -54,6 +54,8 @@ struct ArborReport: Encodable, Sendable {
     var rounds: Int
     var plainRounds: Int
     var runAheadRounds: Int
+    /// Rounds that sent a draft (vLLM's num_drafts).
+    var drafts: Int
     var drafted: Int
     var accepted: Int
     var acceptanceRate: Double
@@ -80,6 +82,7 @@ struct ArborReport: Encodable, Sendable {
         rounds = sp?.rounds ?? r.tokens.count
         plainRounds = sp?.plainRounds ?? r.tokens.count
         runAheadRounds = sp?.runAheadRounds ?? 0
+        drafts = sp.map { $0.rounds - $0.plainRounds } ?? 0
         drafted = sp?.draftedNodes ?? 0
         accepted = sp?.acceptedNodes ?? 0
         acceptanceRate = sp?.acceptanceRate ?? 0
@@ -103,7 +106,7 @@ struct ArborReport: Encodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case drafter, rounds, plainRounds = "plain_rounds", runAheadRounds = "run_ahead_rounds", drafted, accepted
+        case drafter, rounds, plainRounds = "plain_rounds", runAheadRounds = "run_ahead_rounds", drafts, drafted, accepted
         case acceptanceRate = "acceptance_rate", meanAcceptedLength = "mean_accepted_length", acceptanceByDepth = "acceptance_by_depth"
         case acceptedByDepth = "accepted_by_depth", bytesUp = "bytes_up", bytesDown = "bytes_down", serverMs = "server_ms", objective, cs
         case costPerMillionTokens = "cost_per_million_tokens", costUnit = "cost_unit", dollarsPerMillionTokens = "dollars_per_million_tokens"
