@@ -82,12 +82,13 @@ let package = Package(
         .target(
             name: "ArborHTTP",
             dependencies: [
-                "ArborRuntime", "ArborEngine",
+                "ArborRuntime", "ArborEngine", "ArborProfiles", "ArborRemote",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            resources: [.copy("UI")],
             swiftSettings: nativeSwift
         ),
         .executableTarget(

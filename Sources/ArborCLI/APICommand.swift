@@ -1,5 +1,6 @@
 import ArborEngine
 import ArborHTTP
+import ArborProfiles
 import ArborRuntime
 import ArgumentParser
 import Foundation
@@ -29,6 +30,8 @@ struct APICommand: AsyncParsableCommand {
     var port = 8080
     @Option(name: .customLong("api-key-file"), help: "A file whose first line is the API key clients must send as 'Authorization: Bearer <key>'.")
     var apiKeyFile: String?
+    @Option(help: "The web UI's server catalog (default: <data dir>/servers.sqlite).")
+    var catalog: String?
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -57,10 +60,13 @@ struct APICommand: AsyncParsableCommand {
         // Resolve (and pull) the models before listening, so a bad name fails at once.
         _ = try ModelOptions.resolve(options.remote != nil ? (options.draftModel ?? options.model) : options.model)
         if let d = options.draftModel { _ = try ModelOptions.resolve(d) }
-        let server = APIServer(configuration: APIConfiguration(host: host, port: port, apiKey: key))
+        let server = APIServer(configuration: APIConfiguration(
+            host: host, port: port, apiKey: key,
+            catalogPath: catalog ?? ArborPaths.dataDirectory().appendingPathComponent("servers.sqlite").path))
         let host = host
         try await server.run(
-            load: { try Runtime(options: options, resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") }) },
+            options: options,
+            makeRuntime: { try Runtime(options: $0, resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") }) },
             onListening: { StandardStreams.write("arbor api: listening on http://\(host):\($0)\n") })
     }
 }

@@ -251,22 +251,6 @@ struct TradeoffCommand: AsyncParsableCommand {
     }
 }
 
-extension TradeoffReport {
-    /// The newest stored trade-off run (under `<data dir>/tradeoff/`) for this drafter, server,
-    /// target and objective, if any.
-    static func latest(drafter: String, server: String, target: String, objective: Objective) -> (URL, TradeoffReport)? {
-        let root = ProfileOptions.dataDirectory().appendingPathComponent("tradeoff")
-        let dirs = (try? FileManager.default.contentsOfDirectory(at: root, includingPropertiesForKeys: nil)) ?? []
-        let decoder = JSONDecoder()
-        for dir in dirs.sorted(by: { $0.lastPathComponent > $1.lastPathComponent }) {
-            let file = dir.appendingPathComponent("tradeoff.json")
-            guard let data = try? Data(contentsOf: file), let r = try? decoder.decode(TradeoffReport.self, from: data) else { continue }
-            if r.drafter == drafter, r.server == server, r.target == target, r.objective == objective { return (file, r) }
-        }
-        return nil
-    }
-}
-
 /// Draws the curve with the project's matplotlib script, when Python and matplotlib are there.
 enum TradeoffChart {
     static func render(directory: URL) {

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborProfiles
 import ArborRuntime
 import Foundation
 import Hummingbird
@@ -12,27 +13,38 @@ public struct APIConfiguration: Sendable {
     public var apiKey: String?
     /// Largest request body accepted, bytes.
     public var maxBodyBytes: Int
+    /// The web UI's server catalog (SQLite).
+    public var catalogPath: String
+    /// Where to find Chart.js for the UI's charts, first found wins (Debian's libjs-chart.js).
+    public var chartJSPaths: [String]
 
-    public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20) {
+    public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, maxBodyBytes: Int = 4 << 20,
+                catalogPath: String, chartJSPaths: [String] = APIConfiguration.debianChartJS) {
         self.host = host
         self.port = port
         self.apiKey = apiKey
         self.maxBodyBytes = maxBodyBytes
+        self.catalogPath = catalogPath
+        self.chartJSPaths = chartJSPaths
     }
+
+    /// Where Debian's `libjs-chart.js` puts Chart.js.
+    public static let debianChartJS = ["/usr/share/javascript/chart.js/chart.umd.min.js", "/usr/share/javascript/chart.js/chart.min.js",
+                                       "/usr/share/javascript/chart.js/Chart.min.js", "/usr/share/javascript/chart.js/chart.js"]
 }
 
-/// The runtime once loaded (requests before then get 503, as llama.cpp's server answers).
+/// The current runtime (requests before it is ready get 503, as llama.cpp's server answers)
+/// and how to build another.
 final class RuntimeSlot: @unchecked Sendable {
     enum State { case loading, ready(Runtime), failed(String) }
     private let lock = NSLock()
     private var state = State.loading
     private var names: [String] = []
-
-    /// Names a request's `model` may use for the target.
-    var modelNames: [String] {
-        get { lock.lock(); defer { lock.unlock() }; return names }
-        set { lock.lock(); names = newValue; lock.unlock() }
-    }
+    /// Loads started; only the newest may install its runtime.
+    private var loads = 0
+    var factory: (@Sendable (RuntimeOptions) throws -> Runtime)?
+    /// The options the server was started with (the UI's "local" target).
+    var base: RuntimeOptions?
 
     var current: State {
         lock.lock()
@@ -40,17 +52,34 @@ final class RuntimeSlot: @unchecked Sendable {
         return state
     }
 
-    func set(_ s: State) {
+    /// Names a request's `model` may use for the target.
+    var modelNames: [String] {
         lock.lock()
+        defer { lock.unlock() }
+        return names
+    }
+
+    func beginLoading() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        loads += 1
+        state = .loading
+        return loads
+    }
+
+    func finishLoading(_ load: Int, _ s: State, names: [String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard load == loads else { return }
         state = s
-        lock.unlock()
+        self.names = names
     }
 
     func runtime() throws(APIError) -> Runtime {
         switch current {
         case let .ready(r): return r
         case .loading: throw APIError(status: 503, message: "Loading model", type: "unavailable_error")
-        case let .failed(why): throw APIError(status: 503, message: "the model could not be loaded: \(why)", type: "unavailable_error")
+        case let .failed(why): throw APIError(status: 503, message: "the target could not be started: \(why)", type: "unavailable_error")
         }
     }
 }
@@ -64,6 +93,7 @@ public final class APIServer: Sendable {
     public let configuration: APIConfiguration
     let slot = RuntimeSlot()
     let metrics = APIMetrics()
+    let catalogBox = LazyBox<ServerCatalog>()
     let logger: Logger
 
     public init(configuration: APIConfiguration, logger: Logger = Logger(label: "arbor.api")) {
@@ -71,32 +101,43 @@ public final class APIServer: Sendable {
         self.logger = logger
     }
 
-    /// Serves until SIGINT or SIGTERM (then finishes the requests in flight). `load` builds the
-    /// runtime on a thread of its own while the server already answers `/health` with 503;
-    /// `onListening` is told the bound port.
-    public func run(load: @escaping @Sendable () throws -> Runtime, onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
-        let thread = Thread { [self] in
-            do {
-                let runtime = try load()
-                let file = URL(fileURLWithPath: runtime.options.model).lastPathComponent
-                var names = [runtime.target.targetName, runtime.options.model, file, file.replacingOccurrences(of: ".gguf", with: "")]
-                names = names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
-                slot.modelNames = names
-                slot.set(.ready(runtime))
-                logger.info("model ready", metadata: ["target": "\(runtime.target.targetName)", "server": "\(runtime.target.serverName)"])
-            } catch {
-                slot.set(.failed("\(error)"))
-                logger.error("could not load the model: \(error)")
-            }
-        }
-        thread.stackSize = 8 << 20
-        thread.start()
+    /// Serves until SIGINT or SIGTERM (then finishes the requests in flight). The runtime is
+    /// built from `options` by `makeRuntime` on a thread of its own while the server already
+    /// answers `/health` with 503 (and rebuilt when the UI starts another target); `onListening`
+    /// is told the bound port.
+    public func run(options: RuntimeOptions, makeRuntime: @escaping @Sendable (RuntimeOptions) throws -> Runtime,
+                    onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        slot.factory = makeRuntime
+        slot.base = options
+        load(options)
         let app = Application(
             router: makeRouter(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "arbor"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
+    }
+
+    /// Builds a runtime from `options` in the background and makes it the current one; requests
+    /// get 503 meanwhile (those already running finish on the runtime they started with).
+    func load(_ options: RuntimeOptions) {
+        let generation = slot.beginLoading()
+        let thread = Thread { [self] in
+            do {
+                guard let factory = slot.factory else { throw RuntimeError.noDraftModel }
+                let runtime = try factory(options)
+                let file = URL(fileURLWithPath: runtime.options.model).lastPathComponent
+                var names = [runtime.target.targetName, runtime.options.model, file, file.replacingOccurrences(of: ".gguf", with: "")]
+                names = names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+                slot.finishLoading(generation, .ready(runtime), names: names)
+                logger.info("model ready", metadata: ["target": "\(runtime.target.targetName)", "server": "\(runtime.target.serverName)"])
+            } catch {
+                slot.finishLoading(generation, .failed("\(error)"), names: [])
+                logger.error("could not start the target: \(error)")
+            }
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 
     func makeRouter() -> Router<BasicRequestContext> {
@@ -112,7 +153,7 @@ public final class APIServer: Sendable {
                 let q = runtime.queue
                 return Self.json(JSON.object(["status": "ok", "requests_running": .int(q.running ? 1 : 0), "requests_waiting": .int(q.waiting)]), status: .ok)
             case .loading: return Self.json(APIError(status: 503, message: "Loading model", type: "unavailable_error"), status: .serviceUnavailable)
-            case let .failed(why): return Self.json(APIError(status: 503, message: "the model could not be loaded: \(why)", type: "unavailable_error"), status: .serviceUnavailable)
+            case let .failed(why): return Self.json(APIError(status: 503, message: "the target could not be started: \(why)", type: "unavailable_error"), status: .serviceUnavailable)
             }
         }
         let v1 = router.group("v1").add(middleware: APIKeyMiddleware(key: configuration.apiKey))
@@ -124,6 +165,7 @@ public final class APIServer: Sendable {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(queue: queue))))
         }
+        addUI(to: router)
         return router
     }
 

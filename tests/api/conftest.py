@@ -55,12 +55,13 @@ def server():
     log = open(os.path.join(work, "server.log"), "w+")
     process = subprocess.Popen(
         [ARBOR, "api", "--model", TARGET, "--draft", DRAFT, "--drafter", "none", "--port", "0",
-         "--api-key-file", key_file, "--threads", "2", "--no-profile"],
-        stdout=subprocess.PIPE, stderr=log, text=True)
+         "--api-key-file", key_file, "--threads", "2", "--no-profile", "--catalog", os.path.join(work, "servers.sqlite")],
+        stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "ARBOR_DATA_DIR": work})
     line = process.stdout.readline()
     match = re.search(r"listening on http://[^:]+:(\d+)", line)
     assert match, f"arbor api did not start: {line!r}"
     s = Server(process, int(match.group(1)), log)
+    s.work = work
     deadline = time.time() + 300
     while s.health()[0] != 200:
         assert process.poll() is None, "arbor api exited while loading"
