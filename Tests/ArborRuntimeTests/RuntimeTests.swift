@@ -1,0 +1,120 @@
+import ArborEngine
+import ArborTestSupport
+import Foundation
+import Testing
+@testable import ArborRuntime
+
+@Suite("Runtime: composition, events, cancellation, fair queueing")
+struct RuntimeTests {
+    func withRuntime<T>(_ body: (Runtime) throws -> T) throws -> T {
+        try TemporaryDirectory.with { dir in
+            let path = try TinyModel(.qwen2).write(to: dir)
+            let runtime = try Runtime(options: RuntimeOptions(model: path, drafter: .ngram, threads: 2, persistProfiles: false),
+                                      resolveModel: { $0 })
+            return try body(runtime)
+        }
+    }
+
+    @Test("Greedy output is the same with every drafter; pieces add up to the text; drafted pieces only where drafts were accepted")
+    func drafterChoicesAgree() throws {
+        try withRuntime { runtime in
+            let prompt = runtime.promptTokens("the cat in the hat sat on the mat; the cat in the hat")
+            let parameters = GenerationParameters(maxTokens: 24, sampling: .greedy, stopAtEndOfText: false)
+            let plain = try runtime.generate(prompt: prompt, parameters: parameters, settings: RequestSettings(drafter: DrafterChoice.none))
+            for drafter in [DrafterChoice.ngram, .suffix] {
+                for adaptive in [true, false] {
+                    var text = "", drafted = 0, rounds = 0
+                    let r = try runtime.generate(prompt: prompt, parameters: parameters, settings: RequestSettings(drafter: drafter, adaptive: adaptive), onEvent: { event in
+                        switch event {
+                        case let .piece(p): text += p.text; drafted += p.drafted ? 1 : 0
+                        case .round: rounds += 1
+                        case .finished: break
+                        }
+                        return true
+                    })
+                    #expect(r.tokens == plain.tokens, "\(drafter) adaptive \(adaptive)")
+                    #expect(text == r.text)
+                    #expect(rounds > 0)
+                    // A piece is marked drafted only when its token came from an accepted draft.
+                    if drafted > 0 { #expect((r.stats.speculative?.acceptedNodes ?? 0) > 0) }
+                }
+            }
+        }
+    }
+
+    @Test("A model drafter that was not loaded, and a bad request, fail before queueing")
+    func refusals() throws {
+        try withRuntime { runtime in
+            #expect(throws: RuntimeError.draftModelNotLoaded("x", available: [])) {
+                try runtime.generate(prompt: [1, 2], parameters: GenerationParameters(maxTokens: 2), settings: RequestSettings(drafter: .model("x")))
+            }
+            #expect(throws: GenerationError.emptyPrompt) { try runtime.generate(prompt: [], parameters: GenerationParameters()) }
+            #expect(throws: RuntimeError.unknownDrafter("magic")) { try DrafterChoice(parsing: "magic") }
+            let parsed = try DrafterChoice(parsing: "model:foo")
+            #expect(parsed == .model("foo"))
+        }
+    }
+
+    @Test("Dropping a stream stops its generation; the next request runs")
+    func cancellation() async throws {
+        let dir = try TemporaryDirectory()
+        let path = try TinyModel(.qwen2).write(to: dir)
+        let runtime = try Runtime(options: RuntimeOptions(model: path, threads: 2, persistProfiles: false), resolveModel: { $0 })
+        let prompt = runtime.promptTokens("the cat")
+        // As long as the context allows: far longer than the test waits.
+        let long = GenerationParameters(maxTokens: runtime.contextLength - prompt.count, sampling: .greedy, stopAtEndOfText: false)
+        var pieces = 0
+        do {
+            let stream = runtime.stream(prompt: prompt, parameters: long)
+            for try await event in stream {
+                if case .piece = event { pieces += 1 }
+                if pieces == 3 { break }
+            }
+        }
+        #expect(pieces == 3)
+        // The abandoned generation leaves the gate within a bounded time.
+        let deadline = Date().addingTimeInterval(20)
+        while runtime.queue.running, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!runtime.queue.running)
+        let r = try runtime.generate(prompt: prompt, parameters: GenerationParameters(maxTokens: 4, sampling: .greedy))
+        #expect(r.tokens.count <= 4)
+    }
+
+    @Test("FairGate admits in arrival order; a cancelled waiter does not block those behind it")
+    func fairGate() throws {
+        let gate = FairGate()
+        try gate.enter(isCancelled: { false })
+        let order = LockedArray()
+        let cancelledSecond = AtomicFlag()
+        var threads: [Thread] = []
+        for i in 1...3 {
+            let t = Thread {
+                do {
+                    try gate.enter(isCancelled: { i == 2 && cancelledSecond.isSet })
+                    order.append(i)
+                    gate.leave()
+                } catch {
+                    order.append(-i)
+                }
+            }
+            threads.append(t)
+            t.start()
+            Thread.sleep(forTimeInterval: 0.05)  // arrival order 1, 2, 3
+        }
+        #expect(gate.state.waiting == 3)
+        cancelledSecond.set()
+        Thread.sleep(forTimeInterval: 0.2)
+        gate.leave()
+        let deadline = Date().addingTimeInterval(5)
+        while order.values.count < 3, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(order.values == [-2, 1, 3])
+        #expect(gate.state.waiting == 0 && !gate.state.running)
+    }
+}
+
+final class LockedArray: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Int] = []
+    var values: [Int] { lock.lock(); defer { lock.unlock() }; return items }
+    func append(_ x: Int) { lock.lock(); items.append(x); lock.unlock() }
+}
