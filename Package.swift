@@ -44,11 +44,18 @@ let package = Package(
         // The verification protocol: messages, the byte codec, the NIO framing handler (and the
         // wire form of the engine's sampling parameters).
         .target(name: "ArborWire", dependencies: ["ArborEngine", .product(name: "NIOCore", package: "swift-nio")]),
+        // The target model on its own thread: jobs in arrival order, queued rounds of several
+        // sessions merged into one pass. Shared by `arbor serve` and `arbor api`.
+        .target(
+            name: "ArborHost",
+            dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborGGUF"],
+            swiftSettings: nativeSwift
+        ),
         // `arbor serve`: the target behind the wire protocol (sessions, scheduling, limits).
         .target(
             name: "ArborServer",
             dependencies: [
-                "ArborWire", "ArborEngine", "ArborModels",
+                "ArborWire", "ArborEngine", "ArborModels", "ArborHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +82,7 @@ let package = Package(
         // settings, a ready generator with persisted profiles and an async stream of events.
         .target(
             name: "ArborRuntime",
-            dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborRemote", "ArborProfiles", "ArborStore"],
+            dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborRemote", "ArborProfiles", "ArborStore", "ArborHost"],
             swiftSettings: nativeSwift
         ),
         // `arbor api`: the OpenAI-compatible HTTP API and the web UI, on Hummingbird.
@@ -124,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "ArborServerTests",
             dependencies: [
-                "ArborServer", "ArborRemote", "ArborWire", "ArborEngine", "ArborTestSupport",
+                "ArborServer", "ArborHost", "ArborRemote", "ArborWire", "ArborEngine", "ArborTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

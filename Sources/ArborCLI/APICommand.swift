@@ -52,11 +52,13 @@ struct APICommand: AsyncParsableCommand {
             return handler
         }
         let key = try apiKeyFile.map(AuthTokenFile.read)
-        let options = RuntimeOptions(
+        var options = RuntimeOptions(
             model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,
             remote: try remote.target(clientName: "arbor-api"), threads: threads ?? ModelRegistryDefaults.threads,
             configuration: cost.apply(to: speculation.configuration), targetPricePerHour: cost.targetPricePerHour,
             profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile)
+        // Concurrent requests share the target's passes.
+        options.sharedTarget = true
         // Resolve (and pull) the models before listening, so a bad name fails at once.
         _ = try ModelOptions.resolve(options.remote != nil ? (options.draftModel ?? options.model) : options.model)
         if let d = options.draftModel { _ = try ModelOptions.resolve(d) }

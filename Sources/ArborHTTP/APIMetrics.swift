@@ -1,4 +1,5 @@
 import ArborEngine
+import Foundation
 import Prometheus
 
 /// The server's Prometheus metrics: requests by endpoint and status, tokens and seconds of
@@ -17,6 +18,10 @@ final class APIMetrics: Sendable {
     private let running: Gauge
     private let waiting: Gauge
     private let requestSeconds: ValueHistogram
+    private let mergedPasses: Counter
+    private let mergedRounds: Counter
+    /// What the host's counters said at the last scrape (they only grow, per runtime).
+    private let lastMerged = LockedPair()
 
     init() {
         promptTokens = registry.makeCounter(name: "arbor_prompt_tokens_total", help: "Prompt tokens read.")
@@ -31,6 +36,8 @@ final class APIMetrics: Sendable {
         requestSeconds = registry.makeValueHistogram(
             name: "arbor_request_duration_seconds", buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
             help: "Wall time of completed generations, queueing included.")
+        mergedPasses = registry.makeCounter(name: "arbor_target_merged_passes_total", help: "Target passes that scored several requests' rounds at once.")
+        mergedRounds = registry.makeCounter(name: "arbor_target_merged_rounds_total", help: "Rounds scored in merged passes.")
         // Present from the start, so a scrape before the first request shows them at 0.
         for endpoint in ["chat", "completion"] { _ = requestCounter(endpoint: endpoint, status: 200) }
     }
@@ -64,9 +71,29 @@ final class APIMetrics: Sendable {
     }
 
     /// The text format, with the queue read now.
-    func exposition(queue: (waiting: Int, running: Bool)?) -> String {
-        running.set(Double(queue?.running == true ? 1 : 0))
+    func exposition(queue: (waiting: Int, running: Int)?, merged: (passes: Int, rounds: Int)?) -> String {
+        running.set(Double(queue?.running ?? 0))
         waiting.set(Double(queue?.waiting ?? 0))
+        if let merged {
+            let (dp, dr) = lastMerged.advance(to: merged)
+            mergedPasses.increment(by: Int64(dp))
+            mergedRounds.increment(by: Int64(dr))
+        }
         return registry.emitToString()
+    }
+}
+
+/// The host counters' last seen values; a new runtime (new host, counters from 0) starts over.
+final class LockedPair: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last = (passes: 0, rounds: 0)
+
+    /// The growth since the last call.
+    func advance(to now: (passes: Int, rounds: Int)) -> (Int, Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let d = now.passes >= last.passes && now.rounds >= last.rounds ? (now.passes - last.passes, now.rounds - last.rounds) : now
+        last = now
+        return d
     }
 }

@@ -151,7 +151,7 @@ public final class APIServer: Sendable {
                 // llama.cpp's `{"status": "ok"}`, plus the request queue (a generation that is
                 // cancelled leaves it at once).
                 let q = runtime.queue
-                return Self.json(JSON.object(["status": "ok", "requests_running": .int(q.running ? 1 : 0), "requests_waiting": .int(q.waiting)]), status: .ok)
+                return Self.json(JSON.object(["status": "ok", "requests_running": .int(q.running), "requests_waiting": .int(q.waiting)]), status: .ok)
             case .loading: return Self.json(APIError(status: 503, message: "Loading model", type: "unavailable_error"), status: .serviceUnavailable)
             case let .failed(why): return Self.json(APIError(status: 503, message: "the target could not be started: \(why)", type: "unavailable_error"), status: .serviceUnavailable)
             }
@@ -161,9 +161,10 @@ public final class APIServer: Sendable {
         v1.post("chat/completions") { [self] request, _ in try await counted("chat") { try await complete(request, chat: true) } }
         v1.post("completions") { [self] request, _ in try await counted("completion") { try await complete(request, chat: false) } }
         router.group("metrics").add(middleware: APIKeyMiddleware(key: configuration.apiKey)).get { [self] _, _ -> Response in
-            let queue: (waiting: Int, running: Bool)? = if case let .ready(r) = slot.current { r.queue } else { nil }
+            let runtime: Runtime? = if case let .ready(r) = slot.current { r } else { nil }
+            let merged = runtime?.hostMetrics.map { (passes: $0.mergedPasses, rounds: $0.mergedRounds) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(queue: queue))))
+                            body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.exposition(queue: runtime?.queue, merged: merged))))
         }
         addUI(to: router)
         return router

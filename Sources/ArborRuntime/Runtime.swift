@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborHost
 import ArborModels
 import ArborProfiles
 import ArborRemote
@@ -27,6 +28,10 @@ public struct RuntimeOptions: Sendable {
     /// The profile database (default `<data dir>/profiles.sqlite`) and whether to use it at all.
     public var profileDatabase: String?
     public var persistProfiles: Bool
+    /// Serve concurrent requests on a local target: the model runs on a `TargetHost` thread that
+    /// merges their rounds into shared passes (`arbor api`). Off: requests run one at a time on
+    /// the caller's thread, the model used directly (`arbor generate`, benchmarks).
+    public var sharedTarget = false
 
     public init(model: String, draftModel: String? = nil, drafter: DrafterChoice? = nil, remote: RemoteTarget? = nil,
                 threads: Int = ModelRegistry.defaultThreadCount, configuration: SpeculationConfiguration = SpeculationConfiguration(),
@@ -98,9 +103,13 @@ public struct RoundEvent: Sendable, Equatable, Codable {
 }
 
 /// The composition of a speculating generator: a target (in this process or an `arbor serve`),
-/// its drafters, and one round policy per drafter whose learned profile outlives every request
-/// and persists in SQLite. Requests run one at a time, in arrival order, on the caller's thread
-/// (`generate`) or on a thread of their own (`stream`).
+/// its drafters, and per drafter a learned profile that outlives every request and persists in
+/// SQLite. Requests run on the caller's thread (`generate`) or a thread of their own (`stream`).
+///
+/// With `sharedTarget` and a local target, requests run at once: each gets its own KV cache on
+/// the `TargetHost`, which merges their rounds into shared passes; a drafter that keeps state
+/// across requests (suffix index, draft model) serves one request at a time, in arrival order.
+/// Otherwise requests run one at a time, in arrival order.
 ///
 /// The CLI and the HTTP server build one of these and do nothing else of speculation's.
 public final class Runtime: @unchecked Sendable {
@@ -116,6 +125,13 @@ public final class Runtime: @unchecked Sendable {
     private let resolveModel: (String) throws -> String
     private let warn: @Sendable (String) -> Void
     private let gate = FairGate()
+    /// The shared target thread (`sharedTarget`, local target only).
+    private let host: TargetHost?
+    /// One line per stateful drafter (shared target only).
+    private var drafterGates: [DrafterChoice: FairGate] = [:]
+    /// What each drafter's policy learned last (shared target only: every request starts from it).
+    private var learned: [String: CostProfile] = [:]
+    private var running = 0
     private let lock = NSLock()
     /// Built on first use, then kept (a draft model is loaded once).
     private var drafters: [DrafterChoice: any Drafter] = [:]
@@ -138,8 +154,14 @@ public final class Runtime: @unchecked Sendable {
         if options.remote != nil, options.draftModel != nil { draftBundle = local }
         if let remote = options.remote {
             target = try .remote(remote, vocabularyHash: local.tokenizer.vocabularyFingerprint)
+            host = nil
         } else {
             target = .local(local, name: options.model)
+            // The host takes over the model: from here on only its thread runs it.
+            host = options.sharedTarget
+                ? TargetHost(model: local.model, tokenizer: local.tokenizer, path: local.path, threads: options.threads,
+                             wattsPerCore: options.configuration.wattsPerCore)
+                : nil
         }
         var c = options.configuration
         c.preferences.rates.targetPerHour = options.targetPricePerHour ?? target.advertisedPrice ?? c.preferences.rates.targetPerHour
@@ -148,8 +170,24 @@ public final class Runtime: @unchecked Sendable {
                                       drafter: "none", server: target.serverName, target: target.targetName, warn: warn)
     }
 
-    /// Requests waiting for their turn, and whether one is running.
-    public var queue: (waiting: Int, running: Bool) { gate.state }
+    deinit {
+        // No request holds the runtime any more: let the host finish what is queued and stop.
+        host?.stop()
+    }
+
+    /// The shared target's counters (passes that merged several requests' rounds), if any.
+    public var hostMetrics: ServerMetrics? { host?.metrics }
+
+    /// Requests waiting for their turn, and those running.
+    public var queue: (waiting: Int, running: Int) {
+        guard host != nil else {
+            let s = gate.state
+            return (s.waiting, s.running ? 1 : 0)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        return (drafterGates.values.reduce(0) { $0 + $1.state.waiting }, running)
+    }
 
     /// The draft models this runtime can draft with.
     public var draftModels: [String] { options.draftModel.map { [$0] } ?? [] }
@@ -191,6 +229,10 @@ public final class Runtime: @unchecked Sendable {
         if case let .model(name) = choice, !draftModels.contains(name) {
             throw RuntimeError.draftModelNotLoaded(name, available: draftModels)
         }
+        if let host {
+            return try generateShared(on: host, prompt: prompt, parameters: parameters, settings: settings, choice: choice,
+                                      isCancelled: isCancelled, onEvent: onEvent)
+        }
         try gate.enter(isCancelled: isCancelled)
         defer { gate.leave() }
         let drafter = try self.drafter(for: choice)
@@ -207,6 +249,38 @@ public final class Runtime: @unchecked Sendable {
             promptTokens: prompt, parameters: parameters,
             onRound: { if !stopped { stopped = !onEvent(.round(RoundEvent($0))) } },
             onPiece: { !stopped && onEvent(.piece($0)) })
+        persistence.save(policy.profile)
+        return result
+    }
+
+    /// A request on the shared target: its own verifier (KV cache) on the host and its own policy,
+    /// started from what the drafter's policy learned last.
+    private func generateShared(on host: TargetHost, prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings,
+                                choice: DrafterChoice, isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
+        let lookup = choice == .ngram
+        // A stateful drafter serves one request at a time; prompt lookup is built per request.
+        let line: FairGate? = choice == .none || lookup ? nil : lock.withLock {
+            if let g = drafterGates[choice] { return g }
+            let g = FairGate()
+            drafterGates[choice] = g
+            return g
+        }
+        lock.withLock { running += 1 }
+        defer { lock.withLock { running -= 1 } }
+        try line?.enter(isCancelled: isCancelled)
+        defer { line?.leave() }
+        let drafter: (any Drafter)? = lookup ? NGramDrafter() : try self.drafter(for: choice)
+        let name = drafter?.name ?? "none"
+        let persistence = persistence(for: drafter)
+        let start = lock.withLock { learned[name] } ?? target.seeded(persistence.load())
+        let policy = RoundPolicy(configuration: configuration(for: settings), drafterCostsTime: drafter?.costsTimePerStep ?? false, profile: start)
+        let generator = SpeculativeGenerator(verifier: HostedVerifier(host: host), drafter: drafter, tokenizer: local.tokenizer, policy: policy)
+        var stopped = false
+        let result = try generator.generate(
+            promptTokens: prompt, parameters: parameters,
+            onRound: { if !stopped { stopped = !onEvent(.round(RoundEvent($0))) } },
+            onPiece: { !stopped && onEvent(.piece($0)) })
+        lock.withLock { learned[name] = policy.profile }
         persistence.save(policy.profile)
         return result
     }

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborHost
 import ArborWire
 import Logging
 import NIOCore

@@ -1,11 +1,12 @@
 import ArborEngine
+import ArborHost
 import ArborModels
 import Foundation
 
 /// One client's target state: a `LocalVerifier` (its own KV cache) kept in step with the
 /// client's accepted path. Its model work runs only on the `TargetHost` thread; `cancel()` may
 /// be called from anywhere and makes queued work skip.
-final class ServerSession: @unchecked Sendable {
+final class ServerSession: HostedSession, @unchecked Sendable {
     let id: UInt32
     let setup: SessionSetup
     let metrics: ServerMetrics
@@ -26,7 +27,7 @@ final class ServerSession: @unchecked Sendable {
     /// Reads the prompt (model thread); `meter` measures the session's target passes. Returns the
     /// compute time.
     func prefill(_ prompt: [Int32], model: any LanguageModel, meter: EnergyMeter) throws -> Double {
-        guard !isCancelled else { throw ServerError.sessionCancelled }
+        guard !isCancelled else { throw HostError.sessionCancelled }
         let start = DispatchTime.now().uptimeNanoseconds
         if verifier == nil { metrics.cacheAllocated() }
         let v = LocalVerifier(model: model)
@@ -39,7 +40,7 @@ final class ServerSession: @unchecked Sendable {
 
     /// The session's verifier, ready for a round (model thread).
     func activeVerifier() throws -> LocalVerifier {
-        guard !isCancelled else { throw ServerError.sessionCancelled }
+        guard !isCancelled else { throw HostError.sessionCancelled }
         guard let verifier else { throw SpeculativeError.notStarted }
         return verifier
     }

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborHost
 import ArborWire
 import Foundation
 import Logging
@@ -222,5 +223,16 @@ public final class VerificationServer: @unchecked Sendable {
         host.stop()
         try? group.syncShutdownGracefully()
         logger.info("stopped")
+    }
+}
+
+/// Errors of the server itself.
+public enum ServerError: Error, CustomStringConvertible {
+    case bind(host: String, port: Int, underlying: any Error)
+
+    public var description: String {
+        switch self {
+        case let .bind(host, port, e): "cannot listen on \(host):\(port): \(e)"
+        }
     }
 }

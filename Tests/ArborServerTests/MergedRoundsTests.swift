@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborHost
 import ArborModels
 @testable import ArborServer
 import ArborTestSupport

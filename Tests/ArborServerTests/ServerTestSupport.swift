@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborHost
 import ArborRemote
 import ArborServer
 import ArborTestSupport

@@ -170,7 +170,8 @@ def test_models_lists_the_target_and_the_draft(client):
     assert meta["role"] == "target" and meta["n_vocab"] == 151936 and meta["n_ctx_train"] > 0 and meta["size"] > 0
 
 
-def test_four_parallel_streams_complete_and_equal_their_single_stream_outputs(client):
+def test_four_parallel_streams_complete_and_equal_their_single_stream_outputs(server, client):
+    from test_metrics import scrape, value
     prompts = [[{"role": "user", "content": c}] for c in
                ("Write a haiku about trees.", "What is 12 times 13?", "Name three sorting algorithms.", "Write hello world in C.")]
     kw = dict(max_tokens=16, temperature=0, extra_body={"drafter": "ngram"})
@@ -180,12 +181,15 @@ def test_four_parallel_streams_complete_and_equal_their_single_stream_outputs(cl
     def run(i):
         results[i] = chat(client, stream=True, messages=prompts[i], **kw)[0]
 
+    before = value(scrape(server), "arbor_target_merged_passes_total")
     threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
     assert results == single
+    # They ran at once: the target scored several requests' rounds in shared passes.
+    assert value(scrape(server), "arbor_target_merged_passes_total") > before
 
 
 def test_a_client_that_disconnects_mid_stream_frees_its_generation(server):

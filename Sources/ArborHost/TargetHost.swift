@@ -13,7 +13,15 @@ public struct TargetInfo: Sendable {
     public var endOfGeneration: Set<Int32> = []
 }
 
-/// Owns the target model and runs all work on it, one job at a time, on its own thread.
+/// A session whose rounds the host scores: it hands over its verifier (its own KV cache) on the
+/// model thread, or throws when it was closed meanwhile.
+public protocol HostedSession: AnyObject, Sendable {
+    func activeVerifier() throws -> LocalVerifier
+}
+
+/// Owns the target model and runs all work on it, one job at a time, on its own thread. Shared by
+/// the verification server (`arbor serve`: one session per client) and the HTTP API (`arbor api`:
+/// one per request), so that every user of one model queues fairly and has its rounds merged.
 ///
 /// Jobs run in arrival order. Each session has at most one job queued (a client waits for a
 /// result before its next round), so arrival order is round-robin across sessions: a busy
@@ -45,7 +53,7 @@ public final class TargetHost: @unchecked Sendable {
         /// Anything to run on the model thread.
         case general((Result<any LanguageModel, any Error>, _ queueMilliseconds: Double) -> Void)
         /// A session's round: queued rounds of several sessions are scored in one pass.
-        case verify(ServerSession, TokenTree, (Result<VerificationResult, any Error>, _ queueMilliseconds: Double) -> Void)
+        case verify(any HostedSession, TokenTree, (Result<VerificationResult, any Error>, _ queueMilliseconds: Double) -> Void)
 
         var tokens: Int {
             if case let .verify(_, tree, _) = self { return tree.count + 1 }
@@ -57,6 +65,23 @@ public final class TargetHost: @unchecked Sendable {
     public let maxBatchTokens: Int
     /// Measures every session's target passes (RAPL where readable, else CPU time × W/core).
     public let meter: EnergyMeter
+
+    /// Hosts a model already built (and its tokenizer): from now on only the host's thread may
+    /// use it.
+    public init(model: any LanguageModel, tokenizer: any Tokenizer, path: String, threads: Int, maxBatchTokens: Int = 64,
+                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore) {
+        self.path = path
+        self.threads = threads
+        self.maxBatchTokens = maxBatchTokens
+        meter = EnergyMeter(wattsPerCore: wattsPerCore)
+        info = TargetInfo(vocabularyHash: tokenizer.vocabularyFingerprint, vocabularySize: model.configuration.vocabularySize,
+                          contextLength: model.configuration.contextLength, endOfGeneration: tokenizer.endOfGenerationTokens)
+        self.model = model
+        let thread = Thread { [unowned self] in self.loop() }
+        thread.name = "arbor-target"
+        self.thread = thread
+        thread.start()
+    }
 
     /// Reads the file's metadata and tokenizer (cheap: the file is memory-mapped); builds the
     /// model now unless `lazy`.
@@ -87,12 +112,12 @@ public final class TargetHost: @unchecked Sendable {
 
     /// Queues `work` to run on the model's thread; it receives the model (or why there is none)
     /// and how long it waited in the queue.
-    func submit(_ work: @escaping (Result<any LanguageModel, any Error>, Double) -> Void) {
+    public func submit(_ work: @escaping (Result<any LanguageModel, any Error>, Double) -> Void) {
         enqueue(.general(work))
     }
 
     /// Queues a session's round; it may be scored together with other sessions' queued rounds.
-    func submitVerify(_ session: ServerSession, _ tree: TokenTree, _ done: @escaping (Result<VerificationResult, any Error>, Double) -> Void) {
+    public func submitVerify(_ session: any HostedSession, _ tree: TokenTree, _ done: @escaping (Result<VerificationResult, any Error>, Double) -> Void) {
         enqueue(.verify(session, tree, done))
     }
 
@@ -101,8 +126,8 @@ public final class TargetHost: @unchecked Sendable {
         if stopping {
             condition.unlock()
             switch work {
-            case let .general(f): f(.failure(ServerError.shuttingDown), 0)
-            case let .verify(_, _, f): f(.failure(ServerError.shuttingDown), 0)
+            case let .general(f): f(.failure(HostError.shuttingDown), 0)
+            case let .verify(_, _, f): f(.failure(HostError.shuttingDown), 0)
             }
             return
         }
@@ -273,28 +298,26 @@ public final class ServerMetrics: @unchecked Sendable {
     public var mergedPasses: Int { lock.withLock { _mergedPasses } }
     public var mergedRounds: Int { lock.withLock { _mergedRounds } }
 
-    func connectionOpened() { lock.withLock { _connections += 1 } }
-    func connectionClosed() { lock.withLock { _connections -= 1 } }
-    func sessionOpened(tokens: Int) { lock.withLock { _sessions += 1; _reservedTokens += tokens } }
-    func sessionClosed(tokens: Int) { lock.withLock { _sessions -= 1; _reservedTokens -= tokens } }
-    func cacheAllocated() { lock.withLock { _liveCaches += 1 } }
-    func cacheReleased() { lock.withLock { _liveCaches -= 1 } }
-    func roundServed(milliseconds: Double) { lock.withLock { _rounds += 1; _busyMilliseconds += milliseconds } }
-    func busy(milliseconds: Double) { lock.withLock { _busyMilliseconds += milliseconds } }
-    func merged(rounds: Int) { lock.withLock { _mergedPasses += 1; _mergedRounds += rounds } }
+    public func connectionOpened() { lock.withLock { _connections += 1 } }
+    public func connectionClosed() { lock.withLock { _connections -= 1 } }
+    public func sessionOpened(tokens: Int) { lock.withLock { _sessions += 1; _reservedTokens += tokens } }
+    public func sessionClosed(tokens: Int) { lock.withLock { _sessions -= 1; _reservedTokens -= tokens } }
+    public func cacheAllocated() { lock.withLock { _liveCaches += 1 } }
+    public func cacheReleased() { lock.withLock { _liveCaches -= 1 } }
+    public func roundServed(milliseconds: Double) { lock.withLock { _rounds += 1; _busyMilliseconds += milliseconds } }
+    public func busy(milliseconds: Double) { lock.withLock { _busyMilliseconds += milliseconds } }
+    public func merged(rounds: Int) { lock.withLock { _mergedPasses += 1; _mergedRounds += rounds } }
 }
 
-/// Errors of the server itself.
-public enum ServerError: Error, CustomStringConvertible {
+/// Errors of the model host.
+public enum HostError: Error, CustomStringConvertible {
     case shuttingDown
     case sessionCancelled
-    case bind(host: String, port: Int, underlying: any Error)
 
     public var description: String {
         switch self {
         case .shuttingDown: "the server is shutting down"
         case .sessionCancelled: "the session was closed"
-        case let .bind(host, port, e): "cannot listen on \(host):\(port): \(e)"
         }
     }
 }
