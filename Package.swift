@@ -115,7 +115,7 @@ let package = Package(
         .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
         .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
         .testTarget(name: "ArborStoreTests", dependencies: ["ArborStore", "ArborTestSupport"]),
-        .testTarget(name: "ArborRuntimeTests", dependencies: ["ArborRuntime", "ArborEngine", "ArborTestSupport"]),
+        .testTarget(name: "ArborRuntimeTests", dependencies: ["ArborRuntime", "ArborEngine", "ArborHost", "ArborTestSupport"]),
         .testTarget(
             name: "ArborProfilesTests",
             // GRDB only to forge broken databases and rows.

@@ -74,10 +74,36 @@ struct RuntimeTests {
         #expect(pieces == 3)
         // The abandoned generation leaves the gate within a bounded time.
         let deadline = Date().addingTimeInterval(20)
-        while runtime.queue.running, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(!runtime.queue.running)
+        while runtime.queue.running > 0, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(runtime.queue.running == 0)
         let r = try runtime.generate(prompt: prompt, parameters: GenerationParameters(maxTokens: 4, sampling: .greedy))
         #expect(r.tokens.count <= 4)
+    }
+
+    @Test("On a shared target, concurrent requests give what each gives alone, and share target passes")
+    func sharedTarget() throws {
+        try TemporaryDirectory.with { dir in
+            let path = try TinyModel(.qwen2).write(to: dir)
+            var options = RuntimeOptions(model: path, drafter: .ngram, threads: 1, persistProfiles: false)
+            options.sharedTarget = true
+            let runtime = try Runtime(options: options, resolveModel: { $0 })
+            let prompts = ["the cat in the hat", "a b c a b c a b", "once upon a time", "the end of the"].map { runtime.promptTokens($0) }
+            let drafters: [DrafterChoice] = [.none, .ngram, .suffix, .ngram]
+            let parameters = GenerationParameters(maxTokens: 40, sampling: .greedy, stopAtEndOfText: false)
+            let alone = try zip(prompts, drafters).map { try runtime.generate(prompt: $0, parameters: parameters, settings: RequestSettings(drafter: $1)).tokens }
+            let together = LockedResults(count: prompts.count)
+            let threads = prompts.indices.map { i in
+                Thread {
+                    together.set(i, Result { try runtime.generate(prompt: prompts[i], parameters: parameters, settings: RequestSettings(drafter: drafters[i])).tokens })
+                }
+            }
+            threads.forEach { $0.start() }
+            let deadline = Date().addingTimeInterval(60)
+            while !together.complete, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            for i in prompts.indices { #expect(try together.get(i) == alone[i]) }
+            #expect((runtime.hostMetrics?.mergedPasses ?? 0) > 0)
+            #expect(runtime.queue.running == 0)
+        }
     }
 
     @Test("FairGate admits in arrival order; a cancelled waiter does not block those behind it")
@@ -117,4 +143,13 @@ final class LockedArray: @unchecked Sendable {
     private var items: [Int] = []
     var values: [Int] { lock.lock(); defer { lock.unlock() }; return items }
     func append(_ x: Int) { lock.lock(); items.append(x); lock.unlock() }
+}
+
+final class LockedResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Result<[Int32], any Error>?]
+    init(count: Int) { items = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<[Int32], any Error>) { lock.lock(); items[i] = r; lock.unlock() }
+    var complete: Bool { lock.lock(); defer { lock.unlock() }; return items.allSatisfy { $0 != nil } }
+    func get(_ i: Int) throws -> [Int32]? { lock.lock(); defer { lock.unlock() }; return try items[i]?.get() }
 }
