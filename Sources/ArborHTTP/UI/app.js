@@ -78,7 +78,7 @@ async function refreshServers() {
   const select = $("target-select");
   const chosen = select.value;
   select.innerHTML = "";
-  select.add(new Option("this process", "local"));
+  select.add(new Option("as started (--model or --target-host)", "local"));
   for (const s of servers) {
     const li = document.createElement("li");
     li.dataset.name = s.name;
