@@ -82,14 +82,14 @@ let package = Package(
         // settings, a ready generator with persisted profiles and an async stream of events.
         .target(
             name: "ArborRuntime",
-            dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborRemote", "ArborProfiles", "ArborStore", "ArborHost"],
+            dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborRemote", "ArborWire", "ArborProfiles", "ArborStore", "ArborHost"],
             swiftSettings: nativeSwift
         ),
         // `arbor api`: the OpenAI-compatible HTTP API and the web UI, on Hummingbird.
         .target(
             name: "ArborHTTP",
             dependencies: [
-                "ArborRuntime", "ArborEngine", "ArborProfiles", "ArborRemote",
+                "ArborRuntime", "ArborEngine", "ArborProfiles", "ArborRemote", "ArborWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

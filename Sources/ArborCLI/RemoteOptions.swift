@@ -14,6 +14,8 @@ struct RemoteOptions: ParsableArguments {
     var authTokenFile: String?
     @Option(name: .customLong("reconnect-attempts"), help: "Reconnections tried when the server connection fails.")
     var reconnectAttempts = 5
+    @Option(name: .customLong("target-model"), help: "The server's target model, when it serves several (default: its first).")
+    var targetModel: String?
 
     var isRemote: Bool { targetHost != nil }
 
@@ -21,6 +23,7 @@ struct RemoteOptions: ParsableArguments {
         guard (1...65535).contains(targetPort) else { throw ValidationError("--target-port must be 1…65535") }
         guard reconnectAttempts >= 0 else { throw ValidationError("--reconnect-attempts must be ≥ 0") }
         if !isRemote && authTokenFile != nil { throw ValidationError("--auth-token-file goes with --target-host") }
+        if !isRemote && targetModel != nil { throw ValidationError("--target-model goes with --target-host") }
         // A missing or unreadable token file fails now, before any model is loaded.
         if let authTokenFile { _ = try AuthTokenFile.read(authTokenFile) }
     }
@@ -29,7 +32,9 @@ struct RemoteOptions: ParsableArguments {
     func target(clientName: String = "arbor-generate") throws -> RemoteTarget? {
         guard let targetHost else { return nil }
         let token = try authTokenFile.map(AuthTokenFile.read) ?? ""
-        return RemoteTarget(host: targetHost, port: targetPort, authToken: token, clientName: clientName, reconnectAttempts: reconnectAttempts)
+        var target = RemoteTarget(host: targetHost, port: targetPort, authToken: token, clientName: clientName, reconnectAttempts: reconnectAttempts)
+        target.model = targetModel
+        return target
     }
 }
 

@@ -18,7 +18,14 @@ struct ServeCommand: ParsableCommand {
             finish, clients are told it is going away.
             """)
 
-    @OptionGroup var model: ModelOptions
+    @Option(name: .customLong("model"), help: ArgumentHelp(
+        "Target model (alias or GGUF path); repeat to serve several (the first is the default; the others load on first use).",
+        valueName: "alias|path"))
+    var models: [String] = []
+    @Option(name: .customLong("model-idle-timeout"), help: "With several models: unload a model no session has used for this many seconds (0: never).")
+    var modelIdleTimeout = 600
+    @Option(name: .customLong("model-memory-gb"), help: "With several models: most GB of model files loaded at once (0: no limit); idle models are unloaded to make room.")
+    var modelMemoryGB = 0.0
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
     @Option(help: "Port to listen on (0: any free port, printed at start).")
@@ -52,8 +59,15 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("max-decode-tokens"), help: "Most tokens a client may ask this server to decode by itself in one exchange (run-ahead rounds; 0: not offered).")
     var maxDecodeTokens = 64
 
+    /// The models served, the default target when none is given.
+    var modelNames: [String] { models.isEmpty ? [ModelOptions.defaultTarget] : models }
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0…65535") }
+        guard Set(modelNames).count == modelNames.count else { throw ValidationError("a --model is given twice") }
+        guard modelIdleTimeout >= 0, modelMemoryGB >= 0, modelMemoryGB.isFinite else {
+            throw ValidationError("--model-idle-timeout and --model-memory-gb must be ≥ 0")
+        }
         guard maxSessions >= 1 else { throw ValidationError("--max-sessions must be at least 1") }
         guard idleTimeout >= 1 else { throw ValidationError("--idle-timeout must be at least 1 second") }
         guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be at least 1") }
@@ -74,13 +88,16 @@ struct ServeCommand: ParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let path = try model.resolve()
-        let configuration = ServerConfiguration(
-            modelPath: path, modelName: model.model, serverName: name, host: host, port: port, lazyLoad: lazyLoad,
+        let paths = try modelNames.map(ModelOptions.resolve)
+        var configuration = ServerConfiguration(
+            modelPath: paths[0], modelName: modelNames[0], serverName: name, host: host, port: port, lazyLoad: lazyLoad,
             authToken: token, maxSessions: maxSessions, idleTimeout: .seconds(Int64(idleTimeout)),
             threads: threads ?? ModelRegistryDefaults.threads, maxTreeNodes: maxTreeNodes, maxSessionTokens: maxSessionTokens,
             maxBatchTokens: maxBatchTokens, pricePerHour: pricePerHour, wattsPerCore: wattsPerCore, profileTarget: profileTarget,
             maxDecodeTokens: maxDecodeTokens)
+        configuration.extraModels = Array(zip(modelNames, paths).dropFirst()).map { (name: $0.0, path: $0.1) }
+        if modelNames.count > 1 && modelIdleTimeout > 0 { configuration.modelIdleTimeout = .seconds(Int64(modelIdleTimeout)) }
+        configuration.modelMemoryBudget = UInt64(modelMemoryGB * 1_073_741_824)
         let server = try VerificationServer(configuration: configuration)
         if let details = server.details, !details.targetProfile.isEmpty {
             var table = "target profile (median of 3 passes):\n  batch        ms   ms/token\n"

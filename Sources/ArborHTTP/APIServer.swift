@@ -1,6 +1,7 @@
 import ArborEngine
 import ArborProfiles
 import ArborRuntime
+import ArborWire
 import Foundation
 import Hummingbird
 import Logging
@@ -188,15 +189,25 @@ public final class APIServer: Sendable {
         let runtime = try slot.runtime()
         let created = Int(Date().timeIntervalSince1970)
         var data: [JSON] = []
-        let size = (try? FileManager.default.attributesOfItem(atPath: runtime.local.path)[.size] as? Int) ?? 0
-        data.append([
-            "id": .string(runtime.target.targetName), "object": "model", "created": .int(created), "owned_by": "arbor",
-            "meta": [
-                "role": "target", "server": .string(runtime.target.serverName), "n_vocab": .int(runtime.target.verifier.vocabularySize),
-                "n_ctx_train": .int(runtime.contextLength), "size": runtime.target.isRemote ? nil : .int(size),
-                "drafters": .array((["none", "ngram", "suffix"] + runtime.draftModels.map { "model:\($0)" }).map(JSON.string)),
-            ],
-        ])
+        let drafters = JSON.array((["none", "ngram", "suffix"] + runtime.draftModels.map { "model:\($0)" }).map(JSON.string))
+        // The target in use, then the server's other target models (start one from the UI, or
+        // run `arbor api --target-host … --target-model NAME`).
+        let targets = runtime.target.models.isEmpty
+            ? [ServedModel(name: runtime.target.targetName, vocabularyHash: 0, vocabularySize: UInt32(runtime.target.verifier.vocabularySize),
+                           contextLength: UInt32(runtime.contextLength), loaded: true, fileBytes: 0)]
+            : runtime.target.models.sorted { a, _ in a.name == runtime.target.targetName }
+        for m in targets {
+            let current = m.name == runtime.target.targetName
+            data.append([
+                "id": .string(m.name), "object": "model", "created": .int(created), "owned_by": "arbor",
+                "meta": [
+                    "role": "target", "server": .string(runtime.target.serverName), "in_use": .bool(current), "loaded": .bool(m.loaded),
+                    "n_vocab": .int(Int(m.vocabularySize)), "n_ctx_train": .int(Int(m.contextLength)),
+                    "size": m.fileBytes > 0 ? .int(Int(m.fileBytes)) : nil,
+                    "drafters": current ? drafters : [],
+                ],
+            ])
+        }
         for d in runtime.draftModels {
             data.append(["id": .string(d), "object": "model", "created": .int(created), "owned_by": "arbor",
                          "meta": ["role": "draft", "n_vocab": .int(runtime.local.tokenizer.vocabularySize)]])

@@ -45,7 +45,7 @@ extension APIServer {
             return Self.json(probe, status: .ok)
         }
         ui.post("start") { [self] request, _ -> Response in
-            struct Body: Decodable { var server: String }
+            struct Body: Decodable { var server: String; var model: String? }
             let body: Body = try await Self.decode(request, limit: 16 << 10)
             guard var options = slot.base else { throw APIError(status: 503, message: "the server is starting", type: "unavailable_error") }
             if body.server != "local" {
@@ -56,6 +56,8 @@ extension APIServer {
                     throw APIError.badRequest("a remote target needs a draft model on this side (start arbor api with --draft)", param: "server")
                 }
                 options.remote = RemoteTarget(host: s.host, port: s.port, authToken: s.token, clientName: "arbor-ui")
+                // The server's target model (a server may serve several; nil: its default).
+                options.remote?.model = body.model.flatMap { $0.isEmpty ? nil : $0 }
             } else {
                 options.remote = slot.base?.remote
             }

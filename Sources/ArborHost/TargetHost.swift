@@ -41,8 +41,8 @@ public final class TargetHost: @unchecked Sendable {
     private var thread: Thread?
     private var stoppedSemaphore = DispatchSemaphore(value: 0)
 
-    /// Server-wide counters (read from any thread).
-    public let metrics = ServerMetrics()
+    /// Server-wide counters (read from any thread; several hosts of one server share them).
+    public let metrics: ServerMetrics
 
     struct Job {
         let enqueued: UInt64
@@ -69,7 +69,8 @@ public final class TargetHost: @unchecked Sendable {
     /// Hosts a model already built (and its tokenizer): from now on only the host's thread may
     /// use it.
     public init(model: any LanguageModel, tokenizer: any Tokenizer, path: String, threads: Int, maxBatchTokens: Int = 64,
-                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore) {
+                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore, metrics: ServerMetrics = ServerMetrics()) {
+        self.metrics = metrics
         self.path = path
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
@@ -86,7 +87,8 @@ public final class TargetHost: @unchecked Sendable {
     /// Reads the file's metadata and tokenizer (cheap: the file is memory-mapped); builds the
     /// model now unless `lazy`.
     public init(path: String, threads: Int, lazy: Bool, maxBatchTokens: Int = 64,
-                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore) throws {
+                wattsPerCore: Double = EnergyMeter.defaultWattsPerCore, metrics: ServerMetrics = ServerMetrics()) throws {
+        self.metrics = metrics
         self.path = path
         self.threads = threads
         self.maxBatchTokens = maxBatchTokens
@@ -108,6 +110,56 @@ public final class TargetHost: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return model != nil
+    }
+
+    /// Sessions open on this host, and when the last one closed (for unloading idle models).
+    private var openSessions = 0
+    private var idleSince = DispatchTime.now().uptimeNanoseconds
+
+    /// A session starts using the host.
+    public func sessionOpened() {
+        condition.lock()
+        openSessions += 1
+        condition.unlock()
+    }
+
+    /// A session stopped using the host.
+    public func sessionClosed() {
+        condition.lock()
+        openSessions -= 1
+        if openSessions == 0 { idleSince = DispatchTime.now().uptimeNanoseconds }
+        condition.unlock()
+    }
+
+    /// Whether the model is loaded, how many sessions use it, and for how long it has had none (s).
+    public var usage: (loaded: Bool, sessions: Int, idleSeconds: Double) {
+        condition.lock()
+        defer { condition.unlock() }
+        let idle = openSessions > 0 ? 0 : Double(DispatchTime.now().uptimeNanoseconds &- idleSince) / 1e9
+        return (model != nil, openSessions, idle)
+    }
+
+    /// Drops the model (after the queued work) if no session uses it; the next job loads it
+    /// again. Returns whether an unload was queued.
+    @discardableResult
+    public func unloadIfUnused() -> Bool {
+        condition.lock()
+        let unused = openSessions == 0 && model != nil
+        condition.unlock()
+        guard unused else { return false }
+        submit { [weak self] _, _ in
+            guard let self else { return }
+            self.condition.lock()
+            // A session may have opened meanwhile: its work is queued behind this job.
+            if self.openSessions == 0 { self.model = nil }
+            self.condition.unlock()
+        }
+        return true
+    }
+
+    /// Size of the model file, bytes (what loading it costs in memory, roughly).
+    public var fileBytes: UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.uint64Value ?? 0
     }
 
     /// Queues `work` to run on the model's thread; it receives the model (or why there is none)
@@ -272,6 +324,7 @@ public final class TargetHost: @unchecked Sendable {
 
 /// Server-wide counters, safe to read from any thread.
 public final class ServerMetrics: @unchecked Sendable {
+    public init() {}
     private let lock = NSLock()
     private var _connections = 0
     private var _sessions = 0

@@ -19,6 +19,9 @@ public struct RemoteTarget: Sendable {
     public var initialBackoff: TimeAmount
     /// Prompt tokens per prefill frame.
     public var prefillChunk: Int
+    /// The target model to use on a server that serves several (nil: the server's default). A
+    /// server without the models extension serves only its default; naming another is an error.
+    public var model: String?
 
     public init(host: String, port: Int, authToken: String = "", clientName: String = "arbor",
                 connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(120),
@@ -363,7 +366,18 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         let c = try Connection.open(target: target, group: group)
         connection = c
         let reply = try exchange(.hello(Hello(authToken: target.authToken, clientName: target.clientName)), what: "hello")
-        guard case let .serverInfo(info) = reply.message else { throw unexpected(reply.message, "server info") }
+        guard case var .serverInfo(info) = reply.message else { throw unexpected(reply.message, "server info") }
+        if let model = target.model, model != info.modelName {
+            // The models extension: the connection's sessions use `model` from now on.
+            do {
+                let selected = try exchange(.selectModel(SelectModel(name: model)), what: "select model")
+                guard case let .serverInfo(chosen) = selected.message else { throw unexpected(selected.message, "server info") }
+                info = chosen
+            } catch let RemoteError.server(e) where e.code == .unknownType {
+                close()
+                throw RemoteError.server(ErrorFrame(code: .unknownModel, message: "the server serves only \(info.modelName), not \(model)"))
+            }
+        }
         if let expectedVocabularyHash, info.vocabularyHash != expectedVocabularyHash {
             close()
             throw RemoteError.vocabularyMismatch(server: info.modelName, serverHash: info.vocabularyHash, localHash: expectedVocabularyHash)
@@ -371,6 +385,22 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         serverInfo = info
         _ = try ping()
         try negotiate()
+    }
+
+    /// The models the server offers and which one this connection uses; a server without the
+    /// models extension offers only the one its hello named. Not while a round is in flight.
+    public func listModels() throws -> ModelList {
+        guard inFlight == nil else { throw RemoteError.outOfOrder("listModels while round \(round) awaits its receive") }
+        if connection == nil { try connect() }
+        do {
+            let reply = try exchange(.listModels, what: "list models")
+            guard case let .modelList(list) = reply.message else { throw unexpected(reply.message, "a model list") }
+            return list
+        } catch let RemoteError.server(e) where e.code == .unknownType {
+            let i = serverInfo
+            return ModelList(selected: 0, models: [ServedModel(name: i.modelName, vocabularyHash: i.vocabularyHash, vocabularySize: i.vocabularySize,
+                                                               contextLength: i.contextLength, loaded: true, fileBytes: 0)])
+        }
     }
 
     /// Asks for the server's details and per-round costs. A server from before the extension

@@ -30,12 +30,23 @@ public struct ServerProbe: Codable, Sendable, Equatable {
     /// The network round trip (a ping, no server work), ms.
     public var roundTripMilliseconds: Double?
     public var pricePerHour: Double?
+    /// Every model the server offers: name, loaded now, and whether its vocabulary is the drafter's.
+    public var models: [Model] = []
     /// Why it is unusable, in words.
     public var problem: String?
 
+    public struct Model: Codable, Sendable, Equatable {
+        public var name: String
+        public var loaded: Bool
+        public var vocabularyMatches: Bool?
+        public var megabytes: Int
+
+        enum CodingKeys: String, CodingKey { case name, loaded, vocabularyMatches = "vocabulary_matches", megabytes }
+    }
+
     enum CodingKeys: String, CodingKey {
         case reachable, serverName = "server_name", model, vocabularySize = "vocabulary_size", vocabularyMatches = "vocabulary_matches"
-        case roundTripMilliseconds = "round_trip_ms", pricePerHour = "price_per_hour", problem
+        case roundTripMilliseconds = "round_trip_ms", pricePerHour = "price_per_hour", models, problem
     }
 
     /// Connects once (no retries), reads the server's info, pings, and closes.
@@ -49,10 +60,13 @@ public struct ServerProbe: Codable, Sendable, Equatable {
             defer { r.close() }
             let info = r.serverInfo
             let matches = vocabularyHash.map { $0 == info.vocabularyHash }
+            let models = ((try? r.listModels().models) ?? []).map { m in
+                Model(name: m.name, loaded: m.loaded, vocabularyMatches: vocabularyHash.map { $0 == m.vocabularyHash }, megabytes: Int(m.fileBytes >> 20))
+            }
             return ServerProbe(
                 reachable: true, serverName: info.serverName, model: info.modelName, vocabularySize: Int(info.vocabularySize),
                 vocabularyMatches: matches, roundTripMilliseconds: r.networkMilliseconds ?? (try? r.ping()),
-                pricePerHour: r.serverDetails?.pricePerHour.map(Double.init),
+                pricePerHour: r.serverDetails?.pricePerHour.map(Double.init), models: models,
                 problem: matches == false ? "its vocabulary differs from the draft model's: speculation with this drafter cannot verify against it" : nil)
         } catch {
             return ServerProbe(reachable: false, problem: "\(error)")

@@ -1,5 +1,7 @@
 import ArborEngine
 import ArborRemote
+import ArborWire
+import Foundation
 
 /// The target a generation talks to — a model in this process or an `arbor serve` — with what
 /// the profile key and the cost model need to know about it.
@@ -12,11 +14,17 @@ public struct TargetConnection {
     public let advertisedPrice: Double?
     /// The server's start-up timing of target passes, (batch size, ms).
     public let targetTimings: [(batch: Int, milliseconds: Double)]
+    /// Every target model the server offers (one, for a local target or a single-model server).
+    public var models: [ServedModel] = []
 
     /// The model of `bundle`, in this process.
     public static func local(_ bundle: ModelBundle, name: String) -> TargetConnection {
         TargetConnection(verifier: LocalVerifier(model: bundle.model), targetName: name, serverName: "local",
-                         advertisedPrice: nil, targetTimings: [])
+                         advertisedPrice: nil, targetTimings: [],
+                         models: [ServedModel(name: name, vocabularyHash: bundle.tokenizer.vocabularyFingerprint,
+                                              vocabularySize: UInt32(bundle.model.configuration.vocabularySize),
+                                              contextLength: UInt32(bundle.model.configuration.contextLength), loaded: true,
+                                              fileBytes: ((try? FileManager.default.attributesOfItem(atPath: bundle.path)[.size]) as? NSNumber)?.uint64Value ?? 0)])
     }
 
     /// Connects to an `arbor serve`, refusing one whose vocabulary differs from `vocabularyHash`.
@@ -25,7 +33,8 @@ public struct TargetConnection {
         return TargetConnection(
             verifier: r, targetName: r.serverInfo.modelName, serverName: "\(r.serverInfo.serverName)@\(target.host):\(target.port)",
             advertisedPrice: r.serverDetails?.pricePerHour.map(Double.init),
-            targetTimings: (r.serverDetails?.targetProfile ?? []).map { (Int($0.batchSize), Double($0.milliseconds)) })
+            targetTimings: (r.serverDetails?.targetProfile ?? []).map { (Int($0.batchSize), Double($0.milliseconds)) },
+            models: (try? r.listModels().models) ?? [])
     }
 
     /// Whether the target runs in another process.

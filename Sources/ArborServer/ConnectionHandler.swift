@@ -26,7 +26,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.server = server
         self.logger = logger
         self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken, details: server.details,
-                                              maxDecodeTokens: server.configuration.maxDecodeTokens)
+                                              maxDecodeTokens: server.configuration.maxDecodeTokens, models: server.models)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -104,9 +104,16 @@ final class ConnectionHandler: ChannelInboundHandler {
             logger[metadataKey: "client"] = "\(clientName)"
             logger.debug("hello")
             context.writeAndFlush(wrapOutboundOut(.serverInfo(server.serverInfo)), promise: nil)
+        case .listModels:
+            context.writeAndFlush(wrapOutboundOut(.modelList(server.modelList(selected: machine.selected))), promise: nil)
         case let .openSession(setup):
             endSession()
-            let s = ServerSession(id: server.nextSessionID(), setup: setup, metrics: server.host.metrics)
+            if let why = server.admit(model: machine.selected) {
+                for a in machine.workFailed(why, round: 0) { perform(a, context: context) }
+                return
+            }
+            let s = ServerSession(id: server.nextSessionID(), setup: setup, metrics: server.host.metrics, host: server.hosts[machine.selected])
+            s.host.sessionOpened()
             session = s
             server.host.metrics.sessionOpened(tokens: setup.capacity)
             logger.debug("session opened", metadata: ["session": "\(s.id)", "capacity": "\(setup.capacity)"])
@@ -114,8 +121,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         case let .prefill(prompt):
             guard let s = session else { return }
             let reply = replyLater(s, round: 0, context: context)
-            let meter = server.host.meter
-            server.host.submit { model, _ in
+            let meter = s.host.meter
+            s.host.submit { model, _ in
                 reply(model.flatMap { m in
                     Result {
                         let ms = try s.prefill(prompt, model: m, meter: meter)
@@ -127,7 +134,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         case let .verify(tree, round):
             guard let s = session else { return }
             let reply = replyLater(s, round: round, context: context)
-            server.host.submitVerify(s, tree) { outcome, queueMs in
+            s.host.submitVerify(s, tree) { outcome, queueMs in
                 if case let .success(r) = outcome { s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds) }
                 reply(outcome.map { r in { handler in handler.machine.verifyCompleted(r, round: round, queueMilliseconds: queueMs) } })
             }
@@ -143,7 +150,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// work (so a long run cannot starve them), stopping early after an end-of-generation token.
     private func decode(_ s: ServerSession, count: Int, round: UInt32,
                         reply: @escaping @Sendable (Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>) -> Void) {
-        let host = server.host
+        let host = s.host
         let stops = host.info.endOfGeneration.subtracting(s.setup.suppressedTokens)
         // Touched on the model thread only, one pass after another.
         final class Run: @unchecked Sendable {
@@ -213,6 +220,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         session = nil
         s.cancel()
         server.host.metrics.sessionClosed(tokens: s.setup.capacity)
-        server.host.submit { _, _ in s.release() }
+        s.host.sessionClosed()
+        s.host.submit { _, _ in s.release() }
     }
 }

@@ -16,6 +16,10 @@ import ArborWire
 /// The decode extension (`decodeQuery` → `decodeOffer`, then `decode` → `decoded` wherever
 /// `verify` is valid: a run-ahead round, the target decoding tokens by itself) likewise exists
 /// only when `maxDecodeTokens` > 0.
+///
+/// The models extension (`listModels` → `modelList`, `selectModel` → that model's `serverInfo`,
+/// both with no session open) exists when the machine has `models`; the first is the one hello
+/// answers with, and sessions use the selected one.
 struct ConnectionStateMachine {
     enum Phase: Equatable {
         case awaitingHello
@@ -38,6 +42,8 @@ struct ConnectionStateMachine {
         case fail(ErrorFrame)
         /// Check the server's session limit, then answer with server info.
         case acceptHello(clientName: String)
+        /// Answer `modelList` (which models are loaded is the server's to say).
+        case listModels
         /// Create the session and answer `sessionOpened`.
         case openSession(SessionSetup)
         /// Read the prompt on the model.
@@ -56,28 +62,37 @@ struct ConnectionStateMachine {
     /// Whether the client asked for `resultCost` frames (`ClientCapabilities.roundCosts`).
     private(set) var sendsRoundCosts = false
     private var prompt: [Int32] = []
-    let validator: RequestValidator
+    private let baseValidator: RequestValidator
+    /// The models a client may choose from (empty: the models extension is off) and its choice.
+    let models: [ModelChoice]
+    private(set) var selected = 0
     let authToken: String?
     /// What `capabilities` is answered with; nil: the extension is off (an old server).
     let details: ServerDetails?
     /// Most tokens per `decode`; 0: the decode extension is off (an older server).
     let maxDecodeTokens: Int
 
-    init(validator: RequestValidator, authToken: String?, details: ServerDetails? = nil, maxDecodeTokens: Int = 0) {
-        self.validator = validator
+    init(validator: RequestValidator, authToken: String?, details: ServerDetails? = nil, maxDecodeTokens: Int = 0, models: [ModelChoice] = []) {
+        baseValidator = validator
         self.authToken = authToken
         self.details = details
         self.maxDecodeTokens = maxDecodeTokens
+        self.models = models
     }
 
+    /// The limits of the selected model.
+    var validator: RequestValidator { models.isEmpty ? baseValidator : models[selected].validator }
+
     static let decodeTypes: [WireMessageType] = [.decodeQuery, .decodeOffer, .decode, .decoded]
+    static let modelTypes: [WireMessageType] = [.listModels, .modelList, .selectModel]
 
     var hasSession: Bool { setup != nil }
 
     mutating func receive(_ message: WireMessage) -> Action {
         guard phase != .closed else { return .none }
         if details == nil && [.capabilities, .serverDetails, .resultCost].contains(message.type)
-            || maxDecodeTokens == 0 && Self.decodeTypes.contains(message.type) {
+            || maxDecodeTokens == 0 && Self.decodeTypes.contains(message.type)
+            || models.isEmpty && Self.modelTypes.contains(message.type) {
             // What a server from before the extension does: the frame type is unknown to it.
             return .send(.error(ErrorFrame(
                 code: .unknownType, message: "frame type 0x\(String(message.type.rawValue, radix: 16)) is not part of protocol version \(WireCodec.version)")))
@@ -151,6 +166,20 @@ struct ConnectionStateMachine {
                 return unexpected(message, phase == .waiting ? "a request is in flight" : "decodeQuery is asked while no session is open")
             }
             return .send(.decodeOffer(DecodeOffer(maxTokens: UInt16(maxDecodeTokens))))
+        case .listModels:
+            guard phase == .ready else {
+                return unexpected(message, phase == .waiting ? "a request is in flight" : "models are listed while no session is open")
+            }
+            return .listModels
+        case let .selectModel(m):
+            guard phase == .ready else {
+                return unexpected(message, phase == .waiting ? "a request is in flight" : "a model is selected while no session is open (close it first)")
+            }
+            guard let i = models.firstIndex(where: { $0.info.modelName == m.name }) else {
+                return .send(.error(ErrorFrame(code: .unknownModel, message: "this server does not serve '\(m.name)' (it serves \(models.map(\.info.modelName).joined(separator: ", ")))")))
+            }
+            selected = i
+            return .send(.serverInfo(models[i].info))
         case .close:
             guard setup != nil else { return .none }
             // While work is in flight the handler cancels it; the session is released either way.
@@ -167,7 +196,7 @@ struct ConnectionStateMachine {
             return .send(.serverDetails(details))
         case .error:
             return .none
-        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost, .decodeOffer, .decoded:
+        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost, .decodeOffer, .decoded, .modelList:
             return unexpected(message, "\(message.type) is sent by servers only")
         }
     }

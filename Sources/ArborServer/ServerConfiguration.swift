@@ -54,6 +54,15 @@ public struct ServerConfiguration: Sendable {
     /// Most tokens one `decode` (a run-ahead round: the target decoding by itself) may ask for;
     /// 0 turns the extension off (`decodeQuery` then gets `unknownType`, as from an older server).
     public var maxDecodeTokens: Int
+    /// More target models beside the first (name, GGUF path): loaded on their first session,
+    /// offered through the models extension (`listModels`, `selectModel`).
+    public var extraModels: [(name: String, path: String)] = []
+    /// A model no session has used for this long is unloaded (the first model too, when others
+    /// are configured); nil: never.
+    public var modelIdleTimeout: TimeAmount? = nil
+    /// Most bytes of model files loaded at once (0: no limit). To load another, idle models are
+    /// unloaded least recently used first; a session whose model cannot fit gets an error.
+    public var modelMemoryBudget: UInt64 = 0
 
     public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
                 lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxConnections: Int? = nil,

@@ -10,12 +10,15 @@ final class ServerSession: HostedSession, @unchecked Sendable {
     let id: UInt32
     let setup: SessionSetup
     let metrics: ServerMetrics
+    /// The target model this session uses.
+    let host: TargetHost
     private let lock = NSLock()
     private var cancelled = false
     /// Model thread only.
     private var verifier: LocalVerifier?
 
-    init(id: UInt32, setup: SessionSetup, metrics: ServerMetrics) {
+    init(id: UInt32, setup: SessionSetup, metrics: ServerMetrics, host: TargetHost) {
+        self.host = host
         self.id = id
         self.setup = setup
         self.metrics = metrics

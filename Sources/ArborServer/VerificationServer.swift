@@ -6,32 +6,84 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// What every connection handler shares: configuration, the target, the session slots.
+/// What every connection handler shares: configuration, the targets, the session slots.
 final class ServerContext: @unchecked Sendable {
     let configuration: ServerConfiguration
-    let host: TargetHost
-    let validator: RequestValidator
-    let serverInfo: ServerInfo
+    /// The target models; the first is the one hello answers with.
+    let hosts: [TargetHost]
+    let models: [ModelChoice]
     /// The answer to `capabilities`; nil when the cost extension is off.
     let details: ServerDetails?
     private let lock = NSLock()
     private var slots = 0
     private var sessionCounter: UInt32 = 0
+    /// When each host last opened a session (for least-recently-used unloading).
+    private var lastUsed: [UInt64]
 
-    init(configuration: ServerConfiguration, host: TargetHost, details: ServerDetails?) {
+    init(configuration: ServerConfiguration, hosts: [TargetHost], details: ServerDetails?) {
         self.configuration = configuration
-        self.host = host
+        self.hosts = hosts
         self.details = details
-        let info = host.info
-        let sessionTokens = min(configuration.maxSessionTokens, info.contextLength)
-        validator = RequestValidator(vocabularySize: info.vocabularySize, contextLength: info.contextLength,
-                                     maxTreeNodes: min(configuration.maxTreeNodes, Int(UInt16.max) - 1),
-                                     maxSessionTokens: sessionTokens)
-        serverInfo = ServerInfo(
-            serverName: configuration.serverName, modelName: configuration.modelName, vocabularyHash: info.vocabularyHash,
-            vocabularySize: UInt32(info.vocabularySize), contextLength: UInt32(info.contextLength),
-            maxTreeNodes: UInt32(validator.maxTreeNodes), maxSessionTokens: UInt32(sessionTokens),
-            maxFrameBytes: UInt32(configuration.maxFrameBytes))
+        let names = [configuration.modelName] + configuration.extraModels.map(\.name)
+        models = zip(names, hosts).map { name, host in
+            let info = host.info
+            let sessionTokens = min(configuration.maxSessionTokens, info.contextLength)
+            let validator = RequestValidator(vocabularySize: info.vocabularySize, contextLength: info.contextLength,
+                                             maxTreeNodes: min(configuration.maxTreeNodes, Int(UInt16.max) - 1),
+                                             maxSessionTokens: sessionTokens)
+            return ModelChoice(
+                info: ServerInfo(
+                    serverName: configuration.serverName, modelName: name, vocabularyHash: info.vocabularyHash,
+                    vocabularySize: UInt32(info.vocabularySize), contextLength: UInt32(info.contextLength),
+                    maxTreeNodes: UInt32(validator.maxTreeNodes), maxSessionTokens: UInt32(sessionTokens),
+                    maxFrameBytes: UInt32(configuration.maxFrameBytes)),
+                validator: validator)
+        }
+        lastUsed = Array(repeating: 0, count: hosts.count)
+    }
+
+    var host: TargetHost { hosts[0] }
+    var validator: RequestValidator { models[0].validator }
+    var serverInfo: ServerInfo { models[0].info }
+
+    /// The models and which are loaded, for `modelList`.
+    func modelList(selected: Int) -> ModelList {
+        ModelList(selected: UInt16(selected), models: zip(models, hosts).map { m, h in
+            ServedModel(name: m.info.modelName, vocabularyHash: m.info.vocabularyHash, vocabularySize: m.info.vocabularySize,
+                        contextLength: m.info.contextLength, loaded: h.isLoaded, fileBytes: h.fileBytes)
+        })
+    }
+
+    /// Makes room for model `index` within the memory budget, unloading unused models least
+    /// recently used first; nil when it fits (or is loaded), else why it cannot.
+    func admit(model index: Int) -> String? {
+        lock.withLock { lastUsed[index] = DispatchTime.now().uptimeNanoseconds }
+        let budget = configuration.modelMemoryBudget
+        guard budget > 0, !hosts[index].isLoaded else { return nil }
+        let need = hosts[index].fileBytes
+        var loaded = hosts.indices.filter { $0 != index && hosts[$0].isLoaded }
+        var used = loaded.reduce(UInt64(0)) { $0 + hosts[$1].fileBytes }
+        guard need <= budget else {
+            return "model \(models[index].info.modelName) (\(need >> 20) MiB) is larger than the server's model memory budget (\(budget >> 20) MiB)"
+        }
+        let order = lock.withLock { loaded.sorted { lastUsed[$0] < lastUsed[$1] } }
+        loaded = order
+        for i in loaded where used + need > budget {
+            if hosts[i].unloadIfUnused() { used -= hosts[i].fileBytes }
+        }
+        guard used + need <= budget else {
+            let busy = loaded.filter { hosts[$0].isLoaded }.map { models[$0].info.modelName }
+            return "model \(models[index].info.modelName) cannot be loaded within the model memory budget (\(budget >> 20) MiB): \(busy.joined(separator: ", ")) are in use"
+        }
+        return nil
+    }
+
+    /// Unloads models no session has used for `timeout`.
+    func unloadIdle(after timeout: Double) {
+        for h in hosts {
+            let u = h.usage
+            if u.loaded, u.sessions == 0, u.idleSeconds >= timeout { h.unloadIfUnused() }
+        }
     }
 
     /// Takes a session slot if one is free.
@@ -76,8 +128,12 @@ final class RefuseHandler: ChannelInboundHandler {
 /// holds at most one session with its own KV cache; closing the connection frees it.
 public final class VerificationServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
+    /// The first target model's host (the one hello answers with).
     public let host: TargetHost
+    /// Every target model's host, the first model first.
+    public let hosts: [TargetHost]
     private let context: ServerContext
+    private var idleTimer: RepeatedTask?
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
     private var channel: (any Channel)?
@@ -94,6 +150,19 @@ public final class VerificationServer: @unchecked Sendable {
         host = try TargetHost(path: configuration.modelPath, threads: configuration.threads,
                               lazy: configuration.lazyLoad && !configuration.profileTarget,
                               maxBatchTokens: configuration.maxBatchTokens, wattsPerCore: configuration.wattsPerCore)
+        // More models: read their metadata now (a bad file fails at start-up), load on first use.
+        var extras: [TargetHost] = []
+        do {
+            for m in configuration.extraModels {
+                extras.append(try TargetHost(path: m.path, threads: configuration.threads, lazy: true, maxBatchTokens: configuration.maxBatchTokens,
+                                             wattsPerCore: configuration.wattsPerCore, metrics: host.metrics))
+            }
+        } catch {
+            host.stop()
+            extras.forEach { $0.stop() }
+            throw error
+        }
+        hosts = [host] + extras
         var profile: [TargetTiming] = []
         if configuration.profileTarget {
             do {
@@ -115,7 +184,7 @@ public final class VerificationServer: @unchecked Sendable {
             ? ServerDetails(pricePerHour: configuration.pricePerHour.map { Float($0) }, energySource: WireEnergySource(meter.source),
                             wattsPerCore: meter.source == .measured ? 0 : Float(meter.wattsPerCore), targetProfile: profile)
             : nil
-        context = ServerContext(configuration: configuration, host: host, details: details)
+        context = ServerContext(configuration: configuration, hosts: hosts, details: details)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
@@ -165,6 +234,12 @@ public final class VerificationServer: @unchecked Sendable {
             port = bound.localAddress?.port
         } catch {
             throw ServerError.bind(host: configuration.host, port: configuration.port, underlying: error)
+        }
+        if let timeout = configuration.modelIdleTimeout {
+            let seconds = Double(timeout.nanoseconds) / 1e9
+            idleTimer = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                context.unloadIdle(after: seconds)
+            }
         }
         logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port ?? configuration.port)",
                                             "model": "\(configuration.modelName)", "lazy": "\(configuration.lazyLoad)"])
@@ -220,7 +295,8 @@ public final class VerificationServer: @unchecked Sendable {
             try? closed.wait()
             timeout.cancel()
         }
-        host.stop()
+        idleTimer?.cancel()
+        hosts.forEach { $0.stop() }
         try? group.syncShutdownGracefully()
         logger.info("stopped")
     }

@@ -3,6 +3,13 @@ import ArborWire
 
 /// Checks a client's requests against the target and the server's limits. Pure functions: the
 /// connection state machine calls them, tests call them directly.
+/// One model a server offers a connection: what hello (or `selectModel`) says about it and the
+/// limits its requests are checked against.
+struct ModelChoice: Sendable {
+    let info: ServerInfo
+    let validator: RequestValidator
+}
+
 struct RequestValidator {
     let vocabularySize: Int
     let contextLength: Int

@@ -113,8 +113,22 @@ public enum WireCodec {
             buffer.writeInteger(m.targetCPUMilliseconds.bitPattern)
             buffer.writeInteger(m.targetJoules.bitPattern)
             buffer.writeInteger(m.energySource.rawValue)
-        case .decodeQuery:
+        case .decodeQuery, .listModels:
             break
+        case let .modelList(m):
+            buffer.writeInteger(m.selected)
+            let models = m.models.prefix(Int(UInt16.max))
+            buffer.writeInteger(UInt16(models.count))
+            for x in models {
+                buffer.writeWireString(x.name)
+                buffer.writeInteger(x.vocabularyHash)
+                buffer.writeInteger(x.vocabularySize)
+                buffer.writeInteger(x.contextLength)
+                buffer.writeInteger(UInt8(x.loaded ? 1 : 0))
+                buffer.writeInteger(x.fileBytes)
+            }
+        case let .selectModel(m):
+            buffer.writeWireString(m.name)
         case let .decodeOffer(m):
             buffer.writeInteger(m.maxTokens)
         case let .decode(m):
@@ -248,6 +262,28 @@ public enum WireCodec {
                                              targetJoules: try r.f32("target energy"), energySource: try r.energySource()))
         case .decodeQuery:
             message = .decodeQuery
+        case .listModels:
+            message = .listModels
+        case .modelList:
+            let selected = try r.u16("selected model")
+            // Each model takes at least 2 + 8 + 4 + 4 + 1 + 8 bytes.
+            let n = try r.count16("models", elementBytes: 27)
+            var models: [ServedModel] = []
+            models.reserveCapacity(n)
+            for _ in 0..<n {
+                let name = try r.string("model name")
+                let hash = try r.u64("vocabulary hash")
+                let size = try r.u32("vocabulary size")
+                let context = try r.u32("context length")
+                let loaded = try r.u8("loaded")
+                guard loaded <= 1 else { throw r.malformed("loaded must be 0 or 1, got \(loaded)") }
+                models.append(ServedModel(name: name, vocabularyHash: hash, vocabularySize: size, contextLength: context,
+                                          loaded: loaded == 1, fileBytes: try r.u64("file bytes")))
+            }
+            guard n == 0 ? selected == 0 : Int(selected) < n else { throw r.malformed("selected model \(selected) of \(n)") }
+            message = .modelList(ModelList(selected: selected, models: models))
+        case .selectModel:
+            message = .selectModel(SelectModel(name: try r.string("model name")))
         case .decodeOffer:
             message = .decodeOffer(DecodeOffer(maxTokens: try r.u16("max tokens")))
         case .decode:

@@ -28,6 +28,9 @@ public enum WireMessage: Equatable, Sendable {
     case decodeOffer(DecodeOffer)
     case decode(Decode)
     case decoded(Decoded)
+    case listModels
+    case modelList(ModelList)
+    case selectModel(SelectModel)
 
     /// The frame type byte of each message.
     public var type: WireMessageType {
@@ -51,6 +54,9 @@ public enum WireMessage: Equatable, Sendable {
         case .decodeOffer: .decodeOffer
         case .decode: .decode
         case .decoded: .decoded
+        case .listModels: .listModels
+        case .modelList: .modelList
+        case .selectModel: .selectModel
         }
     }
 }
@@ -83,6 +89,13 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
     case decode = 0x12
     /// Extension (server → client): the tokens a `decode` produced and what they cost.
     case decoded = 0x13
+    /// Extension (client → server): which target models does the server serve?
+    case listModels = 0x14
+    /// Extension (server → client): the answer to `listModels`.
+    case modelList = 0x15
+    /// Extension (client → server): use this model for the connection's next sessions; answered
+    /// with that model's `serverInfo`.
+    case selectModel = 0x16
 }
 
 /// Client → server, first frame of a connection.
@@ -331,6 +344,44 @@ public struct ResultCost: Equatable, Sendable {
     }
 }
 
+/// One target model a server offers (extension 0x15).
+public struct ServedModel: Equatable, Sendable {
+    public var name: String
+    public var vocabularyHash: UInt64
+    public var vocabularySize: UInt32
+    public var contextLength: UInt32
+    /// Whether it is in memory now (else the first session for it loads it).
+    public var loaded: Bool
+    /// Size of its file, bytes.
+    public var fileBytes: UInt64
+
+    public init(name: String, vocabularyHash: UInt64, vocabularySize: UInt32, contextLength: UInt32, loaded: Bool, fileBytes: UInt64) {
+        self.name = name
+        self.vocabularyHash = vocabularyHash
+        self.vocabularySize = vocabularySize
+        self.contextLength = contextLength
+        self.loaded = loaded
+        self.fileBytes = fileBytes
+    }
+}
+
+/// Server → client (extension 0x15), the answer to `listModels`: every model, and which one this
+/// connection's sessions use now (an index into `models`).
+public struct ModelList: Equatable, Sendable {
+    public var selected: UInt16
+    public var models: [ServedModel]
+    public init(selected: UInt16, models: [ServedModel]) {
+        self.selected = selected
+        self.models = models
+    }
+}
+
+/// Client → server (extension 0x16): the model the connection's next sessions use.
+public struct SelectModel: Equatable, Sendable {
+    public var name: String
+    public init(name: String) { self.name = name }
+}
+
 /// Server → client (extension 0x11), the answer to `decodeQuery`: this server decodes tokens by
 /// itself on request (`decode`), at most `maxTokens` per request.
 public struct DecodeOffer: Equatable, Sendable {
@@ -425,6 +476,8 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertib
     case timeout = 15
     /// The model could not be loaded or failed while computing.
     case internalError = 16
+    /// `selectModel` named a model the server does not serve (extension; non-fatal).
+    case unknownModel = 17
 
     /// Whether the sender closes the connection after this error.
     public var isFatal: Bool {
@@ -452,6 +505,7 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertib
         case .shuttingDown: "shutting down"
         case .timeout: "timeout"
         case .internalError: "internal error"
+        case .unknownModel: "unknown model"
         }
     }
 }

@@ -93,7 +93,7 @@ import Testing
         defer { host.stop() }
         let metrics = host.metrics
         let setup = SessionSetup(sampling: .greedy, capacity: 64, suppressedTokens: [])
-        let sessions = (0..<3).map { ServerSession(id: UInt32($0), setup: setup, metrics: metrics) }
+        let sessions = (0..<3).map { ServerSession(id: UInt32($0), setup: setup, metrics: metrics, host: host) }
         let reference = (0..<3).map { _ in LocalVerifier(model: b.model) }
         let started = DispatchSemaphore(value: 0)
         for (i, s) in sessions.enumerated() {

@@ -31,8 +31,10 @@ def free_port():
 def verification_server(server):
     port = free_port()
     log = open(os.path.join(server.work, "serve.log"), "w+")
-    process = subprocess.Popen([ARBOR, "serve", "--model", TARGET, "--host", "127.0.0.1", "--port", str(port), "--threads", "1",
-                                "--name", "cloud-test"], stdout=subprocess.PIPE, stderr=log, text=True)
+    # Two target models: the default pair's target and a model of another vocabulary (loaded only
+    # if a session asks for it).
+    process = subprocess.Popen([ARBOR, "serve", "--model", TARGET, "--model", "smollm2-135m", "--host", "127.0.0.1", "--port", str(port),
+                                "--threads", "1", "--name", "cloud-test"], stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.time() + 300
     for line in process.stdout:
         if "listening on" in line:
@@ -76,10 +78,15 @@ def test_chat_in_the_browser_against_a_registered_server(server, verification_se
     browser.find_element(By.ID, "add-server").click()
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#servers li[data-name=cloud] .probe"), "vocabulary matches"))
     probe = browser.find_element(By.CSS_SELECTOR, "#servers li[data-name=cloud] .probe").text
-    assert TARGET in probe and "ms round trip" in probe
+    assert TARGET in probe and "ms round trip" in probe and "smollm2-135m" in probe
 
-    # Start it as the target: the draft model stays here, the target is the server's.
+    # Start it as the target: the draft model stays here, the target is the server's. Its model
+    # list offers both; the one of another vocabulary cannot be chosen.
     Select(browser.find_element(By.ID, "target-select")).select_by_value("cloud")
+    models = {o.get_attribute("value"): o for o in Select(browser.find_element(By.ID, "server-model")).options}
+    assert set(models) == {"", TARGET, "smollm2-135m"}
+    assert not models["smollm2-135m"].is_enabled() and models[TARGET].is_enabled()
+    Select(browser.find_element(By.ID, "server-model")).select_by_value(TARGET)
     browser.find_element(By.ID, "start").click()
     wait.until(EC.text_to_be_present_in_element((By.ID, "status"), "on cloud-test@127.0.0.1"))
 

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { history: [], charts: {}, ready: false, stats: [] };
+const state = { history: [], charts: {}, ready: false, stats: [], serverModels: {} };
 
 function key() { return localStorage.getItem("arbor-api-key") || ""; }
 function headers(json) {
@@ -103,6 +103,11 @@ async function probe(name, li) {
     } else {
       out.className = "probe" + (p.vocabulary_matches === false ? " bad" : "");
       out.textContent = `${p.model} · ${fmt(p.round_trip_ms, 1)} ms round trip · vocabulary ${p.vocabulary_matches === false ? "DIFFERS from the draft model's" : p.vocabulary_matches ? "matches" : "not compared"}${p.price_per_hour != null ? ` · $${fmt(p.price_per_hour, 3)}/h` : ""}`;
+      if (p.models && p.models.length > 1) {
+        out.textContent += ` · models: ${p.models.map((m) => `${m.name}${m.loaded ? " (loaded)" : ""}${m.vocabulary_matches === false ? " [other vocabulary]" : ""}`).join(", ")}`;
+      }
+      state.serverModels[name] = p.models || [];
+      if ($("target-select").value === name) fillServerModels(name);
     }
   } catch (e) {
     out.className = "probe bad";
@@ -135,10 +140,23 @@ $("add-form").addEventListener("submit", async (ev) => {
   } catch (e) { banner("Could not add the server: " + e.message); }
 });
 
+function fillServerModels(name) {
+  const select = $("server-model");
+  select.innerHTML = "";
+  select.add(new Option("its default", ""));
+  for (const m of state.serverModels[name] || []) {
+    const label = `${m.name}${m.loaded ? " (loaded)" : ""}${m.vocabulary_matches === false ? " — other vocabulary" : ""}`;
+    const option = new Option(label, m.name);
+    option.disabled = m.vocabulary_matches === false;
+    select.add(option);
+  }
+}
+$("target-select").addEventListener("change", () => fillServerModels($("target-select").value));
+
 $("start").addEventListener("click", async () => {
   banner("");
   try {
-    await api("/ui/api/start", { method: "POST", body: JSON.stringify({ server: $("target-select").value }) });
+    await api("/ui/api/start", { method: "POST", body: JSON.stringify({ server: $("target-select").value, model: $("server-model").value }) });
   } catch (e) { banner("Could not start: " + e.message); return; }
   state.ready = false;
   for (let i = 0; i < 600; i++) {
