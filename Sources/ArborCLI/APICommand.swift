@@ -24,6 +24,8 @@ struct APICommand: AsyncParsableCommand {
     @OptionGroup(title: "Remote target") var remote: RemoteOptions
     @OptionGroup(title: "Cost and objective") var cost: CostOptions
     @OptionGroup(title: "Profiles") var profileOptions: ProfileOptions
+    @Option(name: .customLong("extra-draft"), help: ArgumentHelp("Another draft model requests may choose as drafter model:<alias> (repeatable; the target's vocabulary).", valueName: "alias|path"))
+    var extraDrafts: [String] = []
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
     @Option(help: "HTTP port (0: any free port).")
@@ -59,9 +61,10 @@ struct APICommand: AsyncParsableCommand {
             profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile)
         // Concurrent requests share the target's passes.
         options.sharedTarget = true
+        options.extraDraftModels = extraDrafts
         // Resolve (and pull) the models before listening, so a bad name fails at once.
         _ = try ModelOptions.resolve(options.remote != nil ? (options.draftModel ?? options.model) : options.model)
-        if let d = options.draftModel { _ = try ModelOptions.resolve(d) }
+        for d in (options.draftModel.map { [$0] } ?? []) + extraDrafts { _ = try ModelOptions.resolve(d) }
         let server = APIServer(configuration: APIConfiguration(
             host: host, port: port, apiKey: key,
             catalogPath: catalog ?? ArborPaths.dataDirectory().appendingPathComponent("servers.sqlite").path))

@@ -209,8 +209,15 @@ public final class APIServer: Sendable {
             ])
         }
         for d in runtime.draftModels {
+            // Ids stay unique: a model that is both a target and a draft is listed once, marked so.
+            if let i = targets.firstIndex(where: { $0.name == d }), case var .object(entry) = data[i], case var .object(meta)? = entry["meta"] {
+                meta["draft"] = true
+                entry["meta"] = .object(meta)
+                data[i] = .object(entry)
+                continue
+            }
             data.append(["id": .string(d), "object": "model", "created": .int(created), "owned_by": "arbor",
-                         "meta": ["role": "draft", "n_vocab": .int(runtime.local.tokenizer.vocabularySize)]])
+                         "meta": ["role": "draft", "draft": true, "n_vocab": .int(runtime.local.tokenizer.vocabularySize)]])
         }
         return Self.json(JSON.object(["object": "list", "data": .array(data)]), status: .ok)
     }

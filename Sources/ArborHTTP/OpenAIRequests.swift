@@ -233,6 +233,7 @@ extension CompletionRequest {
                 throw .badRequest("\(error)", param: "drafter")
             }
             if case let .model(m)? = settings.drafter, !runtime.draftModels.contains(m) {
+                // Bare "model" means the first draft model; "model:<alias>" names one.
                 throw .badRequest("\(RuntimeError.draftModelNotLoaded(m, available: runtime.draftModels))", param: "drafter")
             }
         }

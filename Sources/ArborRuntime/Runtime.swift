@@ -32,6 +32,9 @@ public struct RuntimeOptions: Sendable {
     /// merges their rounds into shared passes (`arbor api`). Off: requests run one at a time on
     /// the caller's thread, the model used directly (`arbor generate`, benchmarks).
     public var sharedTarget = false
+    /// More draft models requests may choose (`model:<alias>`), beside `draftModel`; each must
+    /// have the target's vocabulary (checked when first used).
+    public var extraDraftModels: [String] = []
 
     public init(model: String, draftModel: String? = nil, drafter: DrafterChoice? = nil, remote: RemoteTarget? = nil,
                 threads: Int = ModelRegistry.defaultThreadCount, configuration: SpeculationConfiguration = SpeculationConfiguration(),
@@ -135,7 +138,8 @@ public final class Runtime: @unchecked Sendable {
     private let lock = NSLock()
     /// Built on first use, then kept (a draft model is loaded once).
     private var drafters: [DrafterChoice: any Drafter] = [:]
-    private var draftBundle: ModelBundle?
+    /// Draft models loaded so far, by name.
+    private var draftBundles: [String: ModelBundle] = [:]
     private var policies: [String: (policy: RoundPolicy, persistence: ProfilePersistence)] = [:]
     private let profiles: ProfilePersistence
 
@@ -151,7 +155,7 @@ public final class Runtime: @unchecked Sendable {
         self.warn = warn
         let localName = options.remote != nil ? (options.draftModel ?? options.model) : options.model
         local = try ModelBundle.load(path: try resolveModel(localName), threads: options.threads)
-        if options.remote != nil, options.draftModel != nil { draftBundle = local }
+        if options.remote != nil, let d = options.draftModel { draftBundles[d] = local }
         if let remote = options.remote {
             target = try .remote(remote, vocabularyHash: local.tokenizer.vocabularyFingerprint)
             host = nil
@@ -190,7 +194,9 @@ public final class Runtime: @unchecked Sendable {
     }
 
     /// The draft models this runtime can draft with.
-    public var draftModels: [String] { options.draftModel.map { [$0] } ?? [] }
+    public var draftModels: [String] {
+        (options.draftModel.map { [$0] } ?? []) + options.extraDraftModels.filter { $0 != options.draftModel }
+    }
 
     /// Token ids of a chat, rendered with the local model's template.
     public func chatTokens(_ messages: [ChatMessage]) throws -> [Int32] { try local.chatTokens(messages) }
@@ -320,9 +326,9 @@ public final class Runtime: @unchecked Sendable {
         defer { lock.unlock() }
         if let d = drafters[choice] { return d }
         let d = try choice.makeDrafter(targetTokenizer: local.tokenizer, targetName: target.targetName) { name in
-            if let b = draftBundle { return b }
+            if let b = draftBundles[name] { return b }
             let b = try ModelBundle.load(path: try resolveModel(name), threads: options.threads)
-            draftBundle = b
+            draftBundles[name] = b
             return b
         }
         drafters[choice] = d

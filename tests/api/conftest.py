@@ -54,7 +54,7 @@ def server():
         f.write(KEY + "\n")
     log = open(os.path.join(work, "server.log"), "w+")
     process = subprocess.Popen(
-        [ARBOR, "api", "--model", TARGET, "--draft", DRAFT, "--drafter", "none", "--port", "0",
+        [ARBOR, "api", "--model", TARGET, "--draft", DRAFT, "--extra-draft", TARGET, "--drafter", "none", "--port", "0",
          "--api-key-file", key_file, "--threads", "2", "--no-profile", "--catalog", os.path.join(work, "servers.sqlite")],
         stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "ARBOR_DATA_DIR": work})
     line = process.stdout.readline()

@@ -86,6 +86,21 @@ def test_greedy_output_is_the_targets_whatever_the_drafter(client, plain, kind, 
         assert timings["draft_n"] > 0, "the draft model proposed nothing"
 
 
+def test_a_second_draft_model_is_chosen_by_name(client, plain):
+    # The target drafting for itself (an extra draft model of the same vocabulary): the output is
+    # the target's, and every drafted token is accepted.
+    extra = {"drafter": "model:qwen2.5-coder-1.5b", "speculative": {"n_max": 3, "adaptive": False}}
+    text, _, _, info = chat(client, max_tokens=12, temperature=0, extra_body=extra)
+    assert plain["chat"][0].startswith(text)
+    assert info["arbor"]["drafter"] == "model:qwen2.5-coder-1.5b"
+    assert info["timings"]["draft_n"] > 0 and info["timings"]["draft_n_accepted"] == info["timings"]["draft_n"]
+    drafts = [m.id for m in client.models.list().data if m.model_extra["meta"].get("draft")]
+    assert sorted(drafts) == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, max_tokens=2, extra_body={"drafter": "model:smollm2-135m"})
+    assert "not available" in e.value.message
+
+
 def test_usage_counts_are_exact(client, plain):
     text, finish, usage, info = plain["chat"]
     assert finish == "length"
@@ -164,8 +179,11 @@ def test_malformed_json_and_the_client_library_errors(server, client):
 
 
 def test_models_lists_the_target_and_the_draft(client):
-    models = {m.id: m for m in client.models.list().data}
+    listed = client.models.list().data
+    assert len({m.id for m in listed}) == len(listed), "model ids are unique"
+    models = {m.id: m for m in listed}
     assert "qwen2.5-coder-1.5b" in models and "qwen2.5-coder-0.5b" in models
+    assert models["qwen2.5-coder-0.5b"].model_extra["meta"]["role"] == "draft"
     meta = models["qwen2.5-coder-1.5b"].model_extra["meta"]
     assert meta["role"] == "target" and meta["n_vocab"] == 151936 and meta["n_ctx_train"] > 0 and meta["size"] > 0
 
