@@ -36,6 +36,9 @@ async function refreshState() {
   let s;
   try { s = await api("/ui/api/state"); } catch (e) { banner("Cannot reach this Arbor server: " + e.message); return; }
   if (s.auth) $("key-box").hidden = false;
+  if (!$("objective").options.length) {
+    for (const o of s.objectives) $("objective").add(new Option(o, o));
+  }
   const badge = $("status");
   badge.className = "badge " + s.status;
   if (s.status === "ready") {
@@ -52,9 +55,6 @@ async function refreshState() {
     banner("The target could not be started: " + s.error);
   }
   $("draft-model").textContent = s.draft_model || "none (start arbor api with --draft)";
-  if (!$("objective").options.length) {
-    for (const o of s.objectives) $("objective").add(new Option(o, o));
-  }
   return s;
 }
 
