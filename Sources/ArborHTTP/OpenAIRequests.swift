@@ -256,6 +256,14 @@ extension CompletionRequest {
         }
         settings.proactive = speculative?.proactive
         settings.adaptive = speculative?.adaptive
+        if seed != nil, !sampling.isGreedy, settings.adaptive == nil {
+            // A seeded sampled request wants the same text for the same seed. Speculative sampling
+            // keeps the target's distribution whatever the trees are, but which sample a seed gives
+            // depends on the trees, and adaptive sizing shapes them from timings and from what the
+            // policy learned earlier. Fixed trees make the sample path a function of the seed (for
+            // drafters whose drafts depend only on the context). `speculative.adaptive: true` overrides.
+            settings.adaptive = false
+        }
         let parameters = GenerationParameters(maxTokens: maxTokens, sampling: sampling, stopStrings: stops, stopAtEndOfText: !(ignoreEOS ?? false))
         return ValidatedRequest(prompt: promptTokens, parameters: parameters, settings: settings, stream: stream ?? false,
                                 includeUsage: streamOptions?.includeUsage ?? false)
