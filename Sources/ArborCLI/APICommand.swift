@@ -47,12 +47,7 @@ struct APICommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        StandardStreams.bootstrapLogging(level: logLevel)
         let key = try apiKeyFile.map(AuthTokenFile.read)
         var options = RuntimeOptions(
             model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,

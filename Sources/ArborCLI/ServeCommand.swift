@@ -82,12 +82,7 @@ struct ServeCommand: ParsableCommand {
     func run() throws {
         let token = try authTokenFile.map(AuthTokenFile.read)
         if profileTarget && lazyLoad { StandardStreams.write("arbor serve: --profile-target loads the model at start-up; --lazy-load is ignored\n") }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        StandardStreams.bootstrapLogging(level: logLevel)
         let paths = try modelNames.map(ModelOptions.resolve)
         var configuration = ServerConfiguration(
             modelPath: paths[0], modelName: modelNames[0], serverName: name, host: host, port: port, lazyLoad: lazyLoad,

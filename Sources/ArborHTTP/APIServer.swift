@@ -224,16 +224,7 @@ public final class APIServer: Sendable {
 
     func complete(_ request: Request, chat: Bool) async throws -> Response {
         let runtime = try slot.runtime()
-        var body: ByteBuffer
-        do { body = try await request.body.collect(upTo: configuration.maxBodyBytes) } catch {
-            throw APIError(status: 413, message: "the request body exceeds \(configuration.maxBodyBytes) bytes", type: "invalid_request_error")
-        }
-        let decoded: CompletionRequest
-        do {
-            decoded = try JSONDecoder().decode(CompletionRequest.self, from: Data(body.readBytes(length: body.readableBytes) ?? []))
-        } catch let error as DecodingError {
-            throw APIError.badRequest("malformed request: \(Self.describe(error))")
-        }
+        let decoded: CompletionRequest = try await Self.decode(request, limit: configuration.maxBodyBytes)
         let v = try decoded.validated(chat: chat, runtime: runtime, modelNames: slot.modelNames)
         let id = (chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int(Date().timeIntervalSince1970)

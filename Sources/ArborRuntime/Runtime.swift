@@ -249,12 +249,8 @@ public final class Runtime: @unchecked Sendable {
         }
         let (policy, persistence) = policy(for: drafter)
         policy.configuration = configuration(for: settings)
-        let generator = SpeculativeGenerator(verifier: target.verifier, drafter: drafter, tokenizer: local.tokenizer, policy: policy)
-        var stopped = false
-        let result = try generator.generate(
-            promptTokens: prompt, parameters: parameters,
-            onRound: { if !stopped { stopped = !onEvent(.round(RoundEvent($0))) } },
-            onPiece: { !stopped && onEvent(.piece($0)) })
+        let result = try run(SpeculativeGenerator(verifier: target.verifier, drafter: drafter, tokenizer: local.tokenizer, policy: policy),
+                             prompt: prompt, parameters: parameters, onEvent: onEvent)
         persistence.save(policy.profile)
         return result
     }
@@ -280,15 +276,21 @@ public final class Runtime: @unchecked Sendable {
         let persistence = persistence(for: drafter)
         let start = lock.withLock { learned[name] } ?? target.seeded(persistence.load())
         let policy = RoundPolicy(configuration: configuration(for: settings), drafterCostsTime: drafter?.costsTimePerStep ?? false, profile: start)
-        let generator = SpeculativeGenerator(verifier: HostedVerifier(host: host), drafter: drafter, tokenizer: local.tokenizer, policy: policy)
-        var stopped = false
-        let result = try generator.generate(
-            promptTokens: prompt, parameters: parameters,
-            onRound: { if !stopped { stopped = !onEvent(.round(RoundEvent($0))) } },
-            onPiece: { !stopped && onEvent(.piece($0)) })
+        let result = try run(SpeculativeGenerator(verifier: HostedVerifier(host: host), drafter: drafter, tokenizer: local.tokenizer, policy: policy),
+                             prompt: prompt, parameters: parameters, onEvent: onEvent)
         lock.withLock { learned[name] = policy.profile }
         persistence.save(policy.profile)
         return result
+    }
+
+    /// Runs `generator`, telling `onEvent` of every round and piece until it asks to stop.
+    private func run(_ generator: SpeculativeGenerator, prompt: [Int32], parameters: GenerationParameters,
+                     onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
+        var stopped = false
+        return try generator.generate(
+            promptTokens: prompt, parameters: parameters,
+            onRound: { if !stopped { stopped = !onEvent(.round(RoundEvent($0))) } },
+            onPiece: { !stopped && onEvent(.piece($0)) })
     }
 
     /// Generates on a thread of its own; the stream yields the pieces and rounds as they happen,
