@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -51,13 +52,16 @@ let package = Package(
             dependencies: ["ArborEngine", "ArborModels", "ArborTokenizers", "ArborGGUF"],
             swiftSettings: nativeSwift
         ),
-        // `arbor serve`: the target behind the wire protocol (sessions, scheduling, limits).
+        // `arbor serve`: the target behind the wire protocol (admission, sessions, scheduling,
+        // limits, TLS, the metrics endpoint).
         .target(
             name: "ArborServer",
             dependencies: [
                 "ArborWire", "ArborEngine", "ArborModels", "ArborHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: nativeSwift
@@ -69,6 +73,7 @@ let package = Package(
                 "ArborWire", "ArborEngine",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: nativeSwift
         ),

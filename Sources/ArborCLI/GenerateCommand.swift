@@ -104,6 +104,10 @@ struct GenerateCommand: AsyncParsableCommand {
                         format: "[remote: %d round trips, %.1f ms mean, %d bytes up, %d down (%.0f bytes/token), server busy %.0f ms (%.1f ms/token), %d reconnects]\n",
                         r.roundTrips, r.roundTripMilliseconds / Double(max(r.roundTrips, 1)), r.bytesSent, r.bytesReceived,
                         Double(r.bytesSent + r.bytesReceived) / Double(n), r.serverBusyMilliseconds, r.serverBusyMilliseconds / Double(n), r.reconnects))
+                    if r.queuedConnections > 0 || r.resumedSessions > 0 {
+                        StandardStreams.error(String(format: "[remote: queued for a session slot %d time(s), %.0f ms in all; %d session(s) resumed on a new connection]\n",
+                                                     r.queuedConnections, r.queueWaitMilliseconds, r.resumedSessions))
+                    }
                 }
             }
         }

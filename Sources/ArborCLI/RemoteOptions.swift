@@ -16,14 +16,28 @@ struct RemoteOptions: ParsableArguments {
     var reconnectAttempts = 5
     @Option(name: .customLong("target-model"), help: "The server's target model, when it serves several (default: its first).")
     var targetModel: String?
+    @Flag(name: .customLong("tls"), help: "Connect to the target server with TLS (system CA roots unless --tls-ca).")
+    var tls = false
+    @Option(name: .customLong("tls-ca"), help: "PEM file of the CA (or self-signed certificate) to trust for the server's certificate; implies --tls.")
+    var tlsCA: String?
+    @Option(name: .customLong("tls-server-name"), help: "The name the server's certificate must carry (default: --target-host).")
+    var tlsServerName: String?
+    @Option(name: .customLong("max-queue-wait"), help: "Most seconds to wait in the server's admission queue (default: as long as the server keeps clients queued).")
+    var maxQueueWait: Double?
 
     var isRemote: Bool { targetHost != nil }
+    var usesTLS: Bool { tls || tlsCA != nil || tlsServerName != nil }
 
     func validate() throws {
         guard (1...65535).contains(targetPort) else { throw ValidationError("--target-port must be 1…65535") }
         guard reconnectAttempts >= 0 else { throw ValidationError("--reconnect-attempts must be ≥ 0") }
         if !isRemote && authTokenFile != nil { throw ValidationError("--auth-token-file goes with --target-host") }
         if !isRemote && targetModel != nil { throw ValidationError("--target-model goes with --target-host") }
+        if !isRemote && (usesTLS || maxQueueWait != nil) { throw ValidationError("--tls, --tls-ca, --tls-server-name and --max-queue-wait go with --target-host") }
+        if let maxQueueWait { guard maxQueueWait.isFinite, maxQueueWait >= 0 else { throw ValidationError("--max-queue-wait must be ≥ 0") } }
+        if let tlsCA, !FileManager.default.isReadableFile(atPath: tlsCA) {
+            throw ValidationError("--tls-ca \(tlsCA): no such file, or not readable")
+        }
         // A missing or unreadable token file fails now, before any model is loaded.
         if let authTokenFile { _ = try AuthTokenFile.read(authTokenFile) }
     }
@@ -34,6 +48,8 @@ struct RemoteOptions: ParsableArguments {
         let token = try authTokenFile.map(AuthTokenFile.read) ?? ""
         var target = RemoteTarget(host: targetHost, port: targetPort, authToken: token, clientName: clientName, reconnectAttempts: reconnectAttempts)
         target.model = targetModel
+        if usesTLS { target.tls = ClientTLS(caPath: tlsCA, serverName: tlsServerName) }
+        target.maxQueueWait = maxQueueWait.map { .milliseconds(Int64($0 * 1000)) }
         return target
     }
 }

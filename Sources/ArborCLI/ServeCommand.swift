@@ -34,8 +34,24 @@ struct ServeCommand: ParsableCommand {
     var lazyLoad = false
     @Option(name: .customLong("auth-token-file"), help: "A file holding the token clients must send (first line).")
     var authTokenFile: String?
-    @Option(name: .customLong("max-sessions"), help: "Most clients served at once.")
+    @Option(name: .customLong("max-sessions"), help: "Most clients served at once (each holds a session slot).")
     var maxSessions = 64
+    @Option(name: .customLong("max-queue"), help: "Most authenticated clients waiting for a session slot, served in arrival order (0: refuse at once when full).")
+    var maxQueue = 256
+    @Option(name: .customLong("max-queue-wait"), help: "Most seconds a client waits in the queue before it is told the server is busy.")
+    var maxQueueWait = 60.0
+    @Option(name: .customLong("max-connections"), help: "Most TCP connections at once (default: max-sessions + max-queue + 256); when full, the oldest connection still in its handshake is dropped.")
+    var maxConnections: Int?
+    @Option(name: .customLong("max-pending-per-address"), help: "Most connections per source address that have not completed the handshake.")
+    var maxPendingPerAddress = 64
+    @Option(name: .customLong("handshake-timeout"), help: "Seconds a new connection has to complete its hello (the pre-auth deadline).")
+    var handshakeTimeout = 5.0
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain: serve the protocol over TLS (with --tls-key).")
+    var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+    @Option(name: .customLong("metrics-port"), help: "Serve GET /health and Prometheus GET /metrics over HTTP on this port (0: any free port, printed at start).")
+    var metricsPort: Int?
     @Option(name: .customLong("idle-timeout"), help: "Seconds of client silence before its connection and session are dropped.")
     var idleTimeout = 300
     @Option(help: "Model worker threads (default: all cores).")
@@ -69,6 +85,18 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("--model-idle-timeout and --model-memory-gb must be ≥ 0")
         }
         guard maxSessions >= 1 else { throw ValidationError("--max-sessions must be at least 1") }
+        guard maxQueue >= 0 else { throw ValidationError("--max-queue must be ≥ 0") }
+        guard maxQueueWait.isFinite, maxQueueWait > 0 else { throw ValidationError("--max-queue-wait must be > 0") }
+        guard handshakeTimeout.isFinite, handshakeTimeout > 0 else { throw ValidationError("--handshake-timeout must be > 0") }
+        guard maxPendingPerAddress >= 1 else { throw ValidationError("--max-pending-per-address must be at least 1") }
+        if let maxConnections, maxConnections <= maxSessions + maxQueue {
+            throw ValidationError("--max-connections must exceed --max-sessions + --max-queue (\(maxSessions + maxQueue)), so authenticated clients always have room")
+        }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) { throw ValidationError("\(flag) \(path): no such file, or not readable") }
+        }
+        if let metricsPort { guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0…65535") } }
         guard idleTimeout >= 1 else { throw ValidationError("--idle-timeout must be at least 1 second") }
         guard maxBatchTokens >= 1 else { throw ValidationError("--max-batch-tokens must be at least 1") }
         guard maxSessionTokens >= 2, maxTreeNodes >= 1 else { throw ValidationError("--max-session-tokens must be ≥ 2 and --max-tree-nodes ≥ 1") }
@@ -86,13 +114,17 @@ struct ServeCommand: ParsableCommand {
         let paths = try modelNames.map(ModelOptions.resolve)
         var configuration = ServerConfiguration(
             modelPath: paths[0], modelName: modelNames[0], serverName: name, host: host, port: port, lazyLoad: lazyLoad,
-            authToken: token, maxSessions: maxSessions, idleTimeout: .seconds(Int64(idleTimeout)),
+            authToken: token, maxSessions: maxSessions, maxQueue: maxQueue, maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000)),
+            maxConnections: maxConnections, maxPendingPerAddress: maxPendingPerAddress, idleTimeout: .seconds(Int64(idleTimeout)),
+            handshakeTimeout: .milliseconds(Int64(handshakeTimeout * 1000)),
             threads: threads ?? ModelRegistryDefaults.threads, maxTreeNodes: maxTreeNodes, maxSessionTokens: maxSessionTokens,
             maxBatchTokens: maxBatchTokens, pricePerHour: pricePerHour, wattsPerCore: wattsPerCore, profileTarget: profileTarget,
             maxDecodeTokens: maxDecodeTokens)
         configuration.extraModels = Array(zip(modelNames, paths).dropFirst()).map { (name: $0.0, path: $0.1) }
         if modelNames.count > 1 && modelIdleTimeout > 0 { configuration.modelIdleTimeout = .seconds(Int64(modelIdleTimeout)) }
         configuration.modelMemoryBudget = UInt64(modelMemoryGB * 1_073_741_824)
+        if let tlsCert, let tlsKey { configuration.tls = ServerTLS(certificatePath: tlsCert, keyPath: tlsKey) }
+        configuration.metricsPort = metricsPort
         let server = try VerificationServer(configuration: configuration)
         if let details = server.details, !details.targetProfile.isEmpty {
             var table = "target profile (median of 3 passes):\n  batch        ms   ms/token\n"
@@ -113,7 +145,8 @@ struct ServeCommand: ParsableCommand {
             source.resume()
             sources.append(source)
         }
-        StandardStreams.write("arbor serve: listening on \(host):\(server.port ?? port)\n")
+        StandardStreams.write("arbor serve: listening on \(host):\(server.port ?? port)\(tlsCert != nil ? " (TLS)" : "")\n")
+        if let p = server.metricsPort { StandardStreams.write("arbor serve: metrics on http://\(host):\(p)/metrics, health on /health\n") }
         try server.waitUntilClosed()
         // The listening socket closes first; wait for shutdown to finish with the connections.
         server.shutdown()

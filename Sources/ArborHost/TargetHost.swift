@@ -305,6 +305,7 @@ public final class TargetHost: @unchecked Sendable {
         guard !items.isEmpty else { return }
         let results = items.count == 1 ? [Result { try items[0].verifier.verify(items[0].tree) }] : LocalVerifier.verify(together: items)
         if items.count > 1 { metrics.merged(rounds: items.count) }
+        metrics.pass(rounds: items.count, tokens: items.reduce(0) { $0 + $1.tree.count + 1 })
         for (r, o) in zip(results, owners) { o.done(r, o.waited) }
     }
 
@@ -322,44 +323,102 @@ public final class TargetHost: @unchecked Sendable {
     }
 }
 
-/// Server-wide counters, safe to read from any thread.
+/// Server-wide counters, safe to read from any thread. What `arbor serve --metrics-port`
+/// exports (`ServerMetrics.Snapshot`); `arbor api` reads the merged-pass counters.
 public final class ServerMetrics: @unchecked Sendable {
     public init() {}
     private let lock = NSLock()
-    private var _connections = 0
-    private var _sessions = 0
-    private var _reservedTokens = 0
-    private var _liveCaches = 0
-    private var _rounds = 0
-    private var _busyMilliseconds = 0.0
-    private var _mergedPasses = 0
-    private var _mergedRounds = 0
+    private var s = Snapshot()
+
+    /// Upper bounds of the histograms' buckets.
+    public static let passRoundBuckets: [Double] = [1, 2, 4, 8, 16, 32]
+    public static let passTokenBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    public static let queueWaitBuckets: [Double] = [0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120]
+
+    /// A cumulative histogram: counts per bucket (last = +Inf), sum, count.
+    public struct Histogram: Sendable, Equatable {
+        public let bounds: [Double]
+        public private(set) var counts: [Int]
+        public private(set) var sum = 0.0
+        public private(set) var count = 0
+        init(_ bounds: [Double]) {
+            self.bounds = bounds
+            counts = Array(repeating: 0, count: bounds.count + 1)
+        }
+        mutating func observe(_ x: Double) {
+            counts[bounds.firstIndex { x <= $0 } ?? bounds.count] += 1
+            sum += x
+            count += 1
+        }
+    }
+
+    /// Everything at one instant.
+    public struct Snapshot: Sendable, Equatable {
+        /// Open connections, and by kind (handshake not done, holding a session slot, queued).
+        public var connections = 0
+        public var pendingConnections = 0
+        public var activeConnections = 0
+        public var queuedConnections = 0
+        public var connectionsAccepted = 0
+        /// Connections refused or closed by admission, by reason.
+        public var refused: [String: Int] = [:]
+        public var sessions = 0
+        public var sessionsOpened = 0
+        public var reservedTokens = 0
+        public var liveCaches = 0
+        public var rounds = 0
+        public var busyMilliseconds = 0.0
+        public var mergedPasses = 0
+        public var mergedRounds = 0
+        public var passRounds = Histogram(ServerMetrics.passRoundBuckets)
+        public var passTokens = Histogram(ServerMetrics.passTokenBuckets)
+        /// Seconds from hello to a session slot, for every admitted hello (0 when one was free).
+        public var queueWait = Histogram(ServerMetrics.queueWaitBuckets)
+        public var bytesReceived = 0
+        public var bytesSent = 0
+        /// Error frames sent, by code name.
+        public var errors: [String: Int] = [:]
+    }
+
+    public var snapshot: Snapshot { lock.withLock { s } }
 
     /// Open connections.
-    public var connections: Int { lock.withLock { _connections } }
+    public var connections: Int { lock.withLock { s.connections } }
     /// Open sessions (connections past hello holding a session).
-    public var sessions: Int { lock.withLock { _sessions } }
+    public var sessions: Int { lock.withLock { s.sessions } }
     /// Tokens of KV cache capacity reserved by open sessions.
-    public var reservedTokens: Int { lock.withLock { _reservedTokens } }
+    public var reservedTokens: Int { lock.withLock { s.reservedTokens } }
     /// Sessions whose KV cache is allocated on the model thread.
-    public var liveCaches: Int { lock.withLock { _liveCaches } }
+    public var liveCaches: Int { lock.withLock { s.liveCaches } }
     /// Verify rounds served.
-    public var rounds: Int { lock.withLock { _rounds } }
+    public var rounds: Int { lock.withLock { s.rounds } }
     /// Model thread time spent on requests.
-    public var busyMilliseconds: Double { lock.withLock { _busyMilliseconds } }
+    public var busyMilliseconds: Double { lock.withLock { s.busyMilliseconds } }
     /// Target passes that scored the rounds of several sessions at once, and those rounds.
-    public var mergedPasses: Int { lock.withLock { _mergedPasses } }
-    public var mergedRounds: Int { lock.withLock { _mergedRounds } }
+    public var mergedPasses: Int { lock.withLock { s.mergedPasses } }
+    public var mergedRounds: Int { lock.withLock { s.mergedRounds } }
 
-    public func connectionOpened() { lock.withLock { _connections += 1 } }
-    public func connectionClosed() { lock.withLock { _connections -= 1 } }
-    public func sessionOpened(tokens: Int) { lock.withLock { _sessions += 1; _reservedTokens += tokens } }
-    public func sessionClosed(tokens: Int) { lock.withLock { _sessions -= 1; _reservedTokens -= tokens } }
-    public func cacheAllocated() { lock.withLock { _liveCaches += 1 } }
-    public func cacheReleased() { lock.withLock { _liveCaches -= 1 } }
-    public func roundServed(milliseconds: Double) { lock.withLock { _rounds += 1; _busyMilliseconds += milliseconds } }
-    public func busy(milliseconds: Double) { lock.withLock { _busyMilliseconds += milliseconds } }
-    public func merged(rounds: Int) { lock.withLock { _mergedPasses += 1; _mergedRounds += rounds } }
+    public func connectionOpened() { lock.withLock { s.connections += 1; s.connectionsAccepted += 1 } }
+    public func connectionClosed() { lock.withLock { s.connections -= 1 } }
+    /// The admission state's counts now.
+    public func admission(pending: Int, active: Int, queued: Int) {
+        lock.withLock { s.pendingConnections = pending; s.activeConnections = active; s.queuedConnections = queued }
+    }
+    public func refused(_ reason: String) { lock.withLock { s.refused[reason, default: 0] += 1 } }
+    public func admitted(afterSeconds wait: Double) { lock.withLock { s.queueWait.observe(wait) } }
+    public func sessionOpened(tokens: Int) { lock.withLock { s.sessions += 1; s.sessionsOpened += 1; s.reservedTokens += tokens } }
+    public func sessionClosed(tokens: Int) { lock.withLock { s.sessions -= 1; s.reservedTokens -= tokens } }
+    public func cacheAllocated() { lock.withLock { s.liveCaches += 1 } }
+    public func cacheReleased() { lock.withLock { s.liveCaches -= 1 } }
+    public func roundServed(milliseconds: Double) { lock.withLock { s.rounds += 1; s.busyMilliseconds += milliseconds } }
+    public func busy(milliseconds: Double) { lock.withLock { s.busyMilliseconds += milliseconds } }
+    public func merged(rounds: Int) { lock.withLock { s.mergedPasses += 1; s.mergedRounds += rounds } }
+    /// A verify pass of `rounds` sessions' rounds, `tokens` in all.
+    public func pass(rounds: Int, tokens: Int) {
+        lock.withLock { s.passRounds.observe(Double(rounds)); s.passTokens.observe(Double(tokens)) }
+    }
+    public func bytes(received: Int = 0, sent: Int = 0) { lock.withLock { s.bytesReceived += received; s.bytesSent += sent } }
+    public func errorSent(_ code: String) { lock.withLock { s.errors[code, default: 0] += 1 } }
 }
 
 /// Errors of the model host.

@@ -22,6 +22,11 @@ public struct RemoteTarget: Sendable {
     /// The target model to use on a server that serves several (nil: the server's default). A
     /// server without the models extension serves only its default; naming another is an error.
     public var model: String?
+    /// TLS settings (nil: plain TCP).
+    public var tls: ClientTLS?
+    /// Longest this client waits in a server's admission queue (nil: as long as the server keeps
+    /// it there, so it never gives up before the server would have let it in).
+    public var maxQueueWait: TimeAmount?
 
     public init(host: String, port: Int, authToken: String = "", clientName: String = "arbor",
                 connectTimeout: TimeAmount = .seconds(5), requestTimeout: TimeAmount = .seconds(120),
@@ -35,6 +40,18 @@ public struct RemoteTarget: Sendable {
         self.reconnectAttempts = reconnectAttempts
         self.initialBackoff = initialBackoff
         self.prefillChunk = prefillChunk
+    }
+}
+
+/// TLS for the connection to `arbor serve`.
+public struct ClientTLS: Sendable, Equatable {
+    /// PEM file of the CA (or self-signed certificate) to trust; nil: the system's roots.
+    public var caPath: String?
+    /// The name the server's certificate must carry; nil: the host connected to.
+    public var serverName: String?
+    public init(caPath: String? = nil, serverName: String? = nil) {
+        self.caPath = caPath
+        self.serverName = serverName
     }
 }
 
@@ -54,6 +71,12 @@ public enum RemoteError: Error, CustomStringConvertible {
     case protocolViolation(String)
     /// The verifier was called out of order (e.g. `send` twice without `receive`).
     case outOfOrder(String)
+    /// TLS could not be set up or the handshake failed (wrong CA, wrong name, a plain server).
+    case tls(String)
+    /// The server stayed busy (no session slot, queue full or waited out) through every attempt.
+    case busy(host: String, port: Int, attempts: Int, seconds: Double, detail: String)
+    /// The server said it was shutting down, and was not back by the last attempt.
+    case serverShutDown(host: String, port: Int, attempts: Int, seconds: Double)
 
     public var description: String {
         switch self {
@@ -65,6 +88,11 @@ public enum RemoteError: Error, CustomStringConvertible {
             "the server's model \(name) has another vocabulary (hash \(String(theirs, radix: 16)) vs the drafter's \(String(mine, radix: 16))): its tokens would not mean the same"
         case let .protocolViolation(s): "protocol violation: \(s)"
         case let .outOfOrder(s): "remote verifier called out of order: \(s)"
+        case let .tls(s): "TLS: \(s)"
+        case let .busy(h, p, n, t, d):
+            "the target server at \(h):\(p) is busy: refused \(n) time\(n == 1 ? "" : "s") over \(String(format: "%.1f", t)) s (last: \(d))"
+        case let .serverShutDown(h, p, n, t):
+            "the target server at \(h):\(p) shut down, and was not back after \(n) attempt\(n == 1 ? "" : "s") over \(String(format: "%.1f", t)) s"
         }
     }
 
@@ -111,6 +139,11 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
     public private(set) var networkMilliseconds: Double?
     /// Most tokens the server decodes by itself per `decode` (0: it does not offer run-ahead).
     public private(set) var decodeOffer = 0
+    /// Admission-queue waits of connections made outside a request (the first one, at init),
+    /// carried into the next request's stats.
+    private var carriedQueue = (connections: 0, milliseconds: 0.0)
+    /// The retry-after of the server's last refusal for a full queue, ms.
+    private var retryAfterMilliseconds: Double?
 
     private let group: any EventLoopGroup
     private var connection: Connection?
@@ -160,6 +193,9 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         abandonRoundInFlight()
         stats = TransportStats()
         stats.minimumPingMilliseconds = networkMilliseconds
+        stats.queuedConnections = carriedQueue.connections
+        stats.queueWaitMilliseconds = carriedQueue.milliseconds
+        carriedQueue = (0, 0)
         self.request = request
         history = request.prompt
         round = 0
@@ -365,7 +401,19 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         connection = nil
         let c = try Connection.open(target: target, group: group)
         connection = c
-        let reply = try exchange(.hello(Hello(authToken: target.authToken, clientName: target.clientName)), what: "hello")
+        let hello = WireMessage.hello(Hello(authToken: target.authToken, clientName: target.clientName))
+        let reply = try finish(Outgoing(connection: c, pending: c.start(hello, timeout: target.requestTimeout, what: "hello", maxQueueWait: target.maxQueueWait),
+                                        bytesSent: WireCodec.encode(hello).readableBytes))
+        if let a = reply.admission, a.state == .queued {
+            // Waited in the server's queue for a session slot: from hello to serverInfo.
+            if request != nil {
+                stats.queuedConnections += 1
+                stats.queueWaitMilliseconds += reply.milliseconds
+            } else {
+                carriedQueue.connections += 1
+                carriedQueue.milliseconds += reply.milliseconds
+            }
+        }
         guard case var .serverInfo(info) = reply.message else { throw unexpected(reply.message, "server info") }
         if let model = target.model, model != info.modelName {
             // The models extension: the connection's sessions use `model` from now on.
@@ -431,6 +479,7 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         let capacity = min(request.capacity, contextLength)
         var sampling = request.sampling.wire
         if history.count > request.prompt.count {
+            stats.resumedSessions += 1
             // Resuming: a fresh stream of random numbers, not a replay of the first rounds' draws
             // (which would correlate the output before and after the reconnection).
             sampling.seed = Self.mix(sampling.seed &+ UInt64(history.count))
@@ -467,6 +516,8 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         var bytesReceived: Int
         /// From handing the request to the connection to the reply's arrival.
         var milliseconds: Double
+        /// The server's admission frame before the reply (a queued or refused hello).
+        var admission: Admission?
     }
 
     /// Sends one request without waiting for its reply.
@@ -486,9 +537,10 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         stats.roundTripMilliseconds += ms
         if case let .error(e) = reply.message {
             if e.code.isFatal { close() }
+            if let a = reply.admission, a.state == .full { retryAfterMilliseconds = Double(a.waitMilliseconds) }
             throw RemoteError.server(e)
         }
-        return Exchange(message: reply.message, bytesSent: outgoing.bytesSent, bytesReceived: reply.bytes, milliseconds: ms)
+        return Exchange(message: reply.message, bytesSent: outgoing.bytesSent, bytesReceived: reply.bytes, milliseconds: ms, admission: reply.admission)
     }
 
     /// Sends one request and waits for its reply.
@@ -497,10 +549,14 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
     }
 
     /// Runs `body`; when the connection fails, reconnects with doubling back-off and runs it
-    /// again, up to `reconnectAttempts` times.
+    /// again, up to `reconnectAttempts` times. A server that refused for a full queue is given at
+    /// least the retry-after it asked for. When the attempts run out, the error says what the
+    /// server last said: busy (and for how long it was tried), shut down, or unreachable.
     private func withReconnects(_ body: () throws -> Void) throws {
         var attempt = 0
         var backoff = target.initialBackoff
+        let started = DispatchTime.now().uptimeNanoseconds
+        var sawShutdown = false
         while true {
             do {
                 try body()
@@ -508,12 +564,28 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
             } catch let error as RemoteError where error.isTransient {
                 close()
                 attempt += 1
+                if case let .server(e) = error, e.code == .shuttingDown { sawShutdown = true }
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
                 guard attempt <= target.reconnectAttempts else {
-                    var reason = "\(error)"
-                    if case let .unreachable(_, _, _, r) = error { reason = r }
-                    throw RemoteError.unreachable(host: target.host, port: target.port, attempts: attempt, reason: reason)
+                    switch error {
+                    case let .server(e) where e.code == .serverBusy:
+                        throw RemoteError.busy(host: target.host, port: target.port, attempts: attempt, seconds: elapsed, detail: e.message)
+                    case .server(let e) where e.code == .shuttingDown:
+                        throw RemoteError.serverShutDown(host: target.host, port: target.port, attempts: attempt, seconds: elapsed)
+                    case .unreachable where sawShutdown, .disconnected where sawShutdown:
+                        throw RemoteError.serverShutDown(host: target.host, port: target.port, attempts: attempt, seconds: elapsed)
+                    default:
+                        var reason = "\(error)"
+                        if case let .unreachable(_, _, _, r) = error { reason = r }
+                        throw RemoteError.unreachable(host: target.host, port: target.port, attempts: attempt, reason: reason)
+                    }
                 }
-                Thread.sleep(forTimeInterval: Double(backoff.nanoseconds) / 1e9)
+                var pause = backoff
+                if let retry = retryAfterMilliseconds {
+                    pause = max(pause, .milliseconds(Int64(retry)))
+                    retryAfterMilliseconds = nil
+                }
+                Thread.sleep(forTimeInterval: Double(pause.nanoseconds) / 1e9)
                 backoff = backoff * 2
                 if request != nil { stats.reconnects += 1 }
             }

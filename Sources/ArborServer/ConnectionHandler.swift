@@ -6,6 +6,15 @@ import NIOCore
 
 /// Tells every connection that the server is shutting down.
 struct ShutdownEvent: Sendable {}
+/// A queued connection now holds a session slot.
+struct AdmittedEvent: Sendable { let waitedMilliseconds: Double }
+/// A queued connection waited its longest without a slot.
+struct QueueExpiredEvent: Sendable {
+    let waitedMilliseconds: Double
+    let retryAfterMilliseconds: Double
+}
+/// A connection still in its handshake is closed to make room for a new one.
+struct EvictedEvent: Sendable {}
 
 /// One client connection on the server: feeds frames to the `ConnectionStateMachine` and
 /// carries out its actions — replies on the event loop, model work on the `TargetHost` thread,
@@ -18,12 +27,14 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let server: ServerContext
     private var logger: Logger
     private var session: ServerSession?
-    private var counted = false
+    /// The connection's id in the server's admission bookkeeping.
+    private let id: UInt64
     private var handshakeTimer: Scheduled<Void>?
     private var draining = false
 
-    init(server: ServerContext, logger: Logger) {
+    init(server: ServerContext, id: UInt64, logger: Logger) {
         self.server = server
+        self.id = id
         self.logger = logger
         self.machine = ConnectionStateMachine(validator: server.validator, authToken: server.configuration.authToken, details: server.details,
                                               maxDecodeTokens: server.configuration.maxDecodeTokens, models: server.models)
@@ -32,9 +43,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let seconds = Double(server.configuration.handshakeTimeout.nanoseconds) / 1e9
         handshakeTimer = context.eventLoop.scheduleTask(in: server.configuration.handshakeTimeout) {
             let (handler, context) = loopBound.value
-            handler.perform(handler.machine.refuse(ErrorFrame(code: .timeout, message: "no hello within the handshake timeout")), context: context)
+            handler.server.metrics.refused("handshake_timeout")
+            handler.perform(handler.machine.refuse(ErrorFrame(code: .timeout, message: "no hello accepted within the handshake timeout (\(seconds) s)")), context: context)
         }
         context.fireChannelActive()
     }
@@ -45,17 +58,13 @@ final class ConnectionHandler: ChannelInboundHandler {
             perform(machine.receive(message), context: context)
         case let .skipped(error, _):
             logger.debug("skipped frame", metadata: ["error": "\(error)"])
-            context.writeAndFlush(wrapOutboundOut(.error(error)), promise: nil)
+            send(.error(error), context: context)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
         endSession()
-        if counted {
-            counted = false
-            server.releaseSlot()
-        }
         logger.debug("connection closed")
         context.fireChannelInactive()
     }
@@ -63,15 +72,31 @@ final class ConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Framing errors were already answered by the frame handler, which closes the channel.
         logger.info("connection error", metadata: ["error": "\(error)"])
-        if !(error is ErrorFrame) { context.close(promise: nil) }
+        if let e = error as? ErrorFrame {
+            server.metrics.errorSent(e.code.metricName)
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ShutdownEvent {
             draining = true
             if machine.phase != .waiting { refuseForShutdown(context: context) }
-        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, machine.phase != .waiting {
-            // Idle while the server works on its request is not the client's fault.
+        } else if let admitted = event as? AdmittedEvent {
+            guard machine.phase == .queued else { return }
+            machine.admitted()
+            logger.info("admitted from the queue", metadata: ["waited_ms": "\(Int(admitted.waitedMilliseconds))"])
+            send(.serverInfo(server.serverInfo), context: context)
+        } else if let expired = event as? QueueExpiredEvent {
+            guard machine.phase == .queued else { return }
+            let retry = Int((expired.retryAfterMilliseconds / 1000).rounded(.up))
+            perform(machine.refuse(ErrorFrame(code: .serverBusy, message: "waited \(Int(expired.waitedMilliseconds / 1000)) s in the queue without a free session slot; retry after \(retry) s")), context: context)
+        } else if event is EvictedEvent {
+            perform(machine.refuse(ErrorFrame(code: .serverBusy, message: "closed to make room: the handshake was not completed and the server is at its connection limit")), context: context)
+        } else if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read, machine.phase != .waiting, machine.phase != .queued {
+            // Idle while the server works on its request, or while it is queued, is not the
+            // client's fault.
             perform(machine.refuse(ErrorFrame(code: .timeout, message: "no frame from the client within the idle timeout")), context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -87,25 +112,31 @@ final class ConnectionHandler: ChannelInboundHandler {
         case .none:
             break
         case let .send(message):
-            context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+            send(message, context: context)
         case let .fail(error):
             logger.info("closing connection", metadata: ["error": "\(error)"])
             handshakeTimer?.cancel()
             endSession()
             let channel = context.channel
+            server.metrics.errorSent(error.code.metricName)
             context.writeAndFlush(wrapOutboundOut(.error(error))).whenComplete { _ in channel.close(promise: nil) }
         case let .acceptHello(clientName):
             handshakeTimer?.cancel()
-            guard server.acquireSlot() else {
-                perform(machine.refuse(ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(server.configuration.maxSessions) sessions")), context: context)
-                return
-            }
-            counted = true
             logger[metadataKey: "client"] = "\(clientName)"
-            logger.debug("hello")
-            context.writeAndFlush(wrapOutboundOut(.serverInfo(server.serverInfo)), promise: nil)
+            switch server.hello(id) {
+            case .admit:
+                logger.debug("hello")
+                send(.serverInfo(server.serverInfo), context: context)
+            case let .queue(admission):
+                machine.queued()
+                logger.info("queued for a session slot", metadata: ["position": "\(admission.position)", "estimated_wait_ms": "\(admission.waitMilliseconds)"])
+                send(.admission(admission), context: context)
+            case let .refuse(admission, error):
+                send(.admission(admission), context: context)
+                perform(machine.refuse(error), context: context)
+            }
         case .listModels:
-            context.writeAndFlush(wrapOutboundOut(.modelList(server.modelList(selected: machine.selected))), promise: nil)
+            send(.modelList(server.modelList(selected: machine.selected)), context: context)
         case let .openSession(setup):
             endSession()
             if let why = server.admit(model: machine.selected) {
@@ -116,8 +147,9 @@ final class ConnectionHandler: ChannelInboundHandler {
             s.host.sessionOpened()
             session = s
             server.host.metrics.sessionOpened(tokens: setup.capacity)
-            logger.debug("session opened", metadata: ["session": "\(s.id)", "capacity": "\(setup.capacity)"])
-            context.writeAndFlush(wrapOutboundOut(.sessionOpened(SessionOpened(sessionID: s.id, capacity: UInt32(setup.capacity)))), promise: nil)
+            logger[metadataKey: "session"] = "\(s.id)"
+            logger.info("session opened", metadata: ["capacity": "\(setup.capacity)", "model": "\(server.models[machine.selected].info.modelName)"])
+            send(.sessionOpened(SessionOpened(sessionID: s.id, capacity: UInt32(setup.capacity))), context: context)
         case let .prefill(prompt):
             guard let s = session else { return }
             let reply = replyLater(s, round: 0, context: context)
@@ -135,7 +167,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             guard let s = session else { return }
             let reply = replyLater(s, round: round, context: context)
             s.host.submitVerify(s, tree) { outcome, queueMs in
-                if case let .success(r) = outcome { s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds) }
+                if case let .success(r) = outcome { s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds); s.countRound() }
                 reply(outcome.map { r in { handler in handler.machine.verifyCompleted(r, round: round, queueMilliseconds: queueMs) } })
             }
         case let .decode(count, round):
@@ -164,7 +196,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 case let .failure(error):
                     reply(.failure(error))
                 case let .success(r):
-                    s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds)
+                    s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds); s.countRound()
                     run.tokens.append(r.nextToken)
                     run.cost.targetMilliseconds += r.cost.targetMilliseconds
                     run.cost.samplingMilliseconds += r.cost.samplingMilliseconds
@@ -206,7 +238,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard session === s else { return }  // Closed or replaced meanwhile.
         switch outcome {
         case let .success(reply):
-            context.writeAndFlush(wrapOutboundOut(reply(self)), promise: nil)
+            send(reply(self), context: context)
         case let .failure(error):
             logger.warning("model work failed", metadata: ["error": "\(error)"])
             for a in machine.workFailed("\(error)", round: round) { perform(a, context: context) }
@@ -214,13 +246,26 @@ final class ConnectionHandler: ChannelInboundHandler {
         if draining { refuseForShutdown(context: context) }
     }
 
+    /// Writes one frame (error frames counted by code for the metrics).
+    private func send(_ message: WireMessage, context: ChannelHandlerContext) {
+        if case let .error(e) = message { server.metrics.errorSent(e.code.metricName) }
+        context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+    }
+
     /// Cancels queued work and frees the session's cache on the model thread.
     private func endSession() {
         guard let s = session else { return }
         session = nil
+        logger.info("session closed", metadata: ["rounds": "\(s.rounds)"])
+        logger[metadataKey: "session"] = nil
         s.cancel()
         server.host.metrics.sessionClosed(tokens: s.setup.capacity)
         s.host.sessionClosed()
         s.host.submit { _, _ in s.release() }
     }
+}
+
+extension WireErrorCode {
+    /// The code's name as a metrics label: "server_busy", "tls_required", …
+    var metricName: String { description.lowercased().replacingOccurrences(of: " ", with: "_") }
 }

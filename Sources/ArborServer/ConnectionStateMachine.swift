@@ -6,6 +6,8 @@ import ArborWire
 /// `ConnectionHandler` carries out the actions.
 ///
 ///     awaitingHello ─hello→ ready ─open→ prefilling ─final prefill→ waiting → active
+///           │ no free slot  ↑ slot freed
+///           └──→ queued ────┘
 ///                             ↑ ⟲ capabilities                         ↑       │ verify
 ///                             └──────────── close ───────────────────  └─ waiting ←┘
 ///
@@ -25,6 +27,8 @@ struct ConnectionStateMachine {
         case awaitingHello
         /// Past hello, no session.
         case ready
+        /// Past hello, waiting for a session slot (only `ping` is answered).
+        case queued
         /// Session open, prompt chunks arriving.
         case prefilling
         /// Model work in flight for this connection.
@@ -109,6 +113,11 @@ struct ConnectionStateMachine {
             return .send(.pong(nonce: nonce))
         case _ where phase == .awaitingHello:
             return fatal(ErrorFrame(code: .unauthorized, message: "the first frame must be hello, got \(message.type)"))
+        case _ where phase == .queued:
+            switch message {
+            case .close, .error: return .none
+            default: return unexpected(message, "the connection is queued for a session slot (wait for serverInfo)")
+            }
         case let .openSession(m):
             guard phase == .ready else { return unexpected(message, phase == .waiting ? "a request is in flight" : "a session is already open (close it first)") }
             do {
@@ -196,7 +205,7 @@ struct ConnectionStateMachine {
             return .send(.serverDetails(details))
         case .error:
             return .none
-        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost, .decodeOffer, .decoded, .modelList:
+        case .serverInfo, .sessionOpened, .prefilled, .result, .pong, .serverDetails, .resultCost, .decodeOffer, .decoded, .modelList, .admission:
             return unexpected(message, "\(message.type) is sent by servers only")
         }
     }
@@ -243,6 +252,18 @@ struct ConnectionStateMachine {
         committed = 0
         phase = .ready
         return [.endSession, .send(.error(ErrorFrame(code: .internalError, round: round, message: text)))]
+    }
+
+    /// Hello was accepted but every session slot is taken: the connection waits in the queue.
+    mutating func queued() {
+        guard phase == .ready else { return }
+        phase = .queued
+    }
+
+    /// A queued connection got its slot (the handler sends `serverInfo`).
+    mutating func admitted() {
+        guard phase == .queued else { return }
+        phase = .ready
     }
 
     /// The server refused the hello (session limit) or is shutting down.

@@ -17,13 +17,24 @@ public struct ServerConfiguration: Sendable {
     public var lazyLoad: Bool
     /// The shared secret clients must send in hello; nil accepts any client.
     public var authToken: String?
-    /// Most connections that passed hello at once (each holds at most one session).
+    /// Most connections that passed hello and hold a session slot at once (each holds at most
+    /// one session).
     public var maxSessions: Int
-    /// Most connections at once, including those still in the handshake.
+    /// Most authenticated connections waiting for a session slot (first come, first served);
+    /// beyond it a hello gets `serverBusy` with a retry-after.
+    public var maxQueue: Int
+    /// Longest a queued connection waits for a slot before `serverBusy`.
+    public var maxQueueWait: TimeAmount
+    /// Most TCP connections at once, all kinds. When full, a new connection evicts the oldest
+    /// one still in its handshake (an authenticated one is never evicted).
     public var maxConnections: Int
+    /// Most connections per source address that have not completed the handshake; more are
+    /// refused at once (so one peer's idle connections cannot fill the server).
+    public var maxPendingPerAddress: Int
     /// A connection with no frame from its client for this long is closed (its session freed).
     public var idleTimeout: TimeAmount
-    /// Hello must arrive within this time of connecting.
+    /// Hello must be accepted within this time of connecting (the pre-auth deadline; separate
+    /// from the frame deadline).
     public var handshakeTimeout: TimeAmount
     /// A frame whose first byte arrived must complete within this time.
     public var frameTimeout: TimeAmount
@@ -63,10 +74,16 @@ public struct ServerConfiguration: Sendable {
     /// Most bytes of model files loaded at once (0: no limit). To load another, idle models are
     /// unloaded least recently used first; a session whose model cannot fit gets an error.
     public var modelMemoryBudget: UInt64 = 0
+    /// TLS for the verification protocol (nil: plain TCP).
+    public var tls: ServerTLS? = nil
+    /// Serve `/health` and Prometheus `/metrics` over HTTP on this port (nil: no metrics
+    /// endpoint; 0: any free port, see `VerificationServer.metricsPort`).
+    public var metricsPort: Int? = nil
 
     public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
-                lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxConnections: Int? = nil,
-                idleTimeout: TimeAmount = .seconds(300), handshakeTimeout: TimeAmount = .seconds(10),
+                lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxQueue: Int = 256,
+                maxQueueWait: TimeAmount = .seconds(60), maxConnections: Int? = nil, maxPendingPerAddress: Int = 64,
+                idleTimeout: TimeAmount = .seconds(300), handshakeTimeout: TimeAmount = .seconds(5),
                 frameTimeout: TimeAmount = .seconds(10), threads: Int = 2, maxTreeNodes: Int = 256,
                 maxSessionTokens: Int = 8192, maxFrameBytes: Int = 4 << 20, shutdownGrace: TimeAmount = .seconds(10), maxBatchTokens: Int = 64,
                 pricePerHour: Double? = nil, wattsPerCore: Double = EnergyMeter.defaultWattsPerCore, profileTarget: Bool = false,
@@ -79,7 +96,11 @@ public struct ServerConfiguration: Sendable {
         self.lazyLoad = lazyLoad
         self.authToken = authToken
         self.maxSessions = maxSessions
-        self.maxConnections = maxConnections ?? (2 * maxSessions + 16)
+        self.maxQueue = max(0, maxQueue)
+        self.maxQueueWait = maxQueueWait
+        // Room for every authenticated connection plus pending ones; never less than that.
+        self.maxConnections = max(maxConnections ?? (maxSessions + self.maxQueue + 256), maxSessions + self.maxQueue + 1)
+        self.maxPendingPerAddress = max(1, maxPendingPerAddress)
         self.idleTimeout = idleTimeout
         self.handshakeTimeout = handshakeTimeout
         self.frameTimeout = frameTimeout
@@ -94,5 +115,15 @@ public struct ServerConfiguration: Sendable {
         self.profileTarget = profileTarget
         self.costExtension = costExtension
         self.maxDecodeTokens = max(0, min(maxDecodeTokens, Int(UInt16.max)))
+    }
+}
+
+/// The server's certificate chain and private key (PEM files) for TLS.
+public struct ServerTLS: Sendable, Equatable {
+    public var certificatePath: String
+    public var keyPath: String
+    public init(certificatePath: String, keyPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
     }
 }

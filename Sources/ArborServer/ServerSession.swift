@@ -24,7 +24,12 @@ final class ServerSession: HostedSession, @unchecked Sendable {
         self.metrics = metrics
     }
 
+    private var roundCount = 0
+
     var isCancelled: Bool { lock.withLock { cancelled } }
+    /// Rounds served (verify and decode passes), for the session's closing log line.
+    var rounds: Int { lock.withLock { roundCount } }
+    func countRound() { lock.withLock { roundCount += 1 } }
     func cancel() { lock.withLock { cancelled = true } }
 
     /// Reads the prompt (model thread); `meter` measures the session's target passes. Returns the

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// What every connection handler shares: configuration, the targets, the session slots.
 final class ServerContext: @unchecked Sendable {
@@ -15,7 +16,6 @@ final class ServerContext: @unchecked Sendable {
     /// The answer to `capabilities`; nil when the cost extension is off.
     let details: ServerDetails?
     private let lock = NSLock()
-    private var slots = 0
     private var sessionCounter: UInt32 = 0
     /// When each host last opened a session (for least-recently-used unloading).
     private var lastUsed: [UInt64]
@@ -40,6 +40,10 @@ final class ServerContext: @unchecked Sendable {
                 validator: validator)
         }
         lastUsed = Array(repeating: 0, count: hosts.count)
+        admission = AdmissionControl(limits: AdmissionControl.Limits(
+            maxConnections: configuration.maxConnections, maxPendingPerAddress: configuration.maxPendingPerAddress,
+            maxSessions: configuration.maxSessions, maxQueue: configuration.maxQueue,
+            maxQueueWaitMilliseconds: Double(configuration.maxQueueWait.nanoseconds) / 1e6))
     }
 
     var host: TargetHost { hosts[0] }
@@ -86,16 +90,111 @@ final class ServerContext: @unchecked Sendable {
         }
     }
 
-    /// Takes a session slot if one is free.
-    func acquireSlot() -> Bool {
-        lock.withLock {
-            guard slots < configuration.maxSessions else { return false }
-            slots += 1
-            return true
+    // MARK: Admission
+
+    /// Every open connection by id (for eviction, queue promotion and shutdown).
+    private var channels: [UInt64: any Channel] = [:]
+    private var admission: AdmissionControl
+    private var connectionCounter: UInt64 = 0
+    /// Set by shutdown: every new connection is refused.
+    private(set) var stopped = false
+
+    var metrics: ServerMetrics { host.metrics }
+
+    static func nowMilliseconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+
+    /// Registers a new connection: its id, or why it is refused. May evict the oldest connection
+    /// still in its handshake to make room.
+    func connect(_ channel: any Channel) -> (id: UInt64, refusal: ErrorFrame?) {
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let (id, decision, evicted): (UInt64, AdmissionControl.ConnectDecision, (any Channel)?) = lock.withLock {
+            connectionCounter += 1
+            let id = connectionCounter
+            if stopped { return (id, .refuse(ErrorFrame(code: .shuttingDown, message: "the server is shutting down"), reason: "shutting_down"), nil) }
+            let d = admission.connect(id, address: address)
+            var evicted: (any Channel)?
+            switch d {
+            case .accept: channels[id] = channel
+            case let .acceptEvicting(old):
+                channels[id] = channel
+                evicted = channels.removeValue(forKey: old)
+            case .refuse: break
+            }
+            publishAdmission()
+            return (id, d, evicted)
+        }
+        switch decision {
+        case .accept:
+            metrics.connectionOpened()
+        case .acceptEvicting:
+            metrics.connectionOpened()
+            metrics.refused("evicted")
+            evicted?.pipeline.fireUserInboundEventTriggered(EvictedEvent())
+        case let .refuse(error, reason):
+            metrics.refused(reason)
+            return (id, error)
+        }
+        return (id, nil)
+    }
+
+    /// Connection `id` had its hello accepted: a slot, a place in the queue, or a refusal.
+    func hello(_ id: UInt64) -> AdmissionControl.HelloDecision {
+        let d = lock.withLock {
+            let d = admission.hello(id, now: Self.nowMilliseconds())
+            publishAdmission()
+            return d
+        }
+        switch d {
+        case .admit: metrics.admitted(afterSeconds: 0)
+        case .queue: break
+        case .refuse: metrics.refused("queue_full")
+        }
+        return d
+    }
+
+    /// Connection `id` closed: its slot (if it held one) goes to the head of the queue.
+    func closed(_ id: UInt64) {
+        let (wasOpen, promoted): (Bool, [(any Channel, Double)]) = lock.withLock {
+            let wasOpen = channels.removeValue(forKey: id) != nil
+            let admitted = admission.close(id, now: Self.nowMilliseconds())
+            publishAdmission()
+            return (wasOpen, admitted.compactMap { a in channels[a.id].map { ($0, a.waited) } })
+        }
+        if wasOpen { metrics.connectionClosed() }
+        for (channel, waited) in promoted {
+            metrics.admitted(afterSeconds: waited / 1000)
+            channel.pipeline.fireUserInboundEventTriggered(AdmittedEvent(waitedMilliseconds: waited))
         }
     }
 
-    func releaseSlot() { lock.withLock { slots -= 1 } }
+    /// Refuses queued connections whose deadline passed (called periodically).
+    func expireQueue() {
+        let expired: [any Channel] = lock.withLock {
+            let gone = admission.expire(now: Self.nowMilliseconds())
+            publishAdmission()
+            return gone.compactMap { channels[$0] }
+        }
+        for c in expired {
+            metrics.refused("queue_timeout")
+            c.pipeline.fireUserInboundEventTriggered(QueueExpiredEvent(
+                waitedMilliseconds: Double(configuration.maxQueueWait.nanoseconds) / 1e6,
+                retryAfterMilliseconds: lock.withLock { admission.estimatedWait(position: 1) }))
+        }
+    }
+
+    /// Stops admitting; returns every open connection.
+    func stop() -> [any Channel] {
+        lock.withLock {
+            stopped = true
+            return Array(channels.values)
+        }
+    }
+
+    /// Lock held.
+    private func publishAdmission() {
+        let active = admission.activeCount, queued = admission.queue.count
+        metrics.admission(pending: admission.connectionCount - active - queued, active: active, queued: queued)
+    }
 
     func nextSessionID() -> UInt32 {
         lock.withLock {
@@ -105,14 +204,19 @@ final class ServerContext: @unchecked Sendable {
     }
 }
 
-/// Answers a connection the server cannot take with one error frame, then closes it.
+/// Answers a connection the server cannot take with one error frame, then closes it. Without
+/// an error (a TLS server: a plain frame would mean nothing to a TLS client) it just closes.
 final class RefuseHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    let error: ErrorFrame
-    init(_ error: ErrorFrame) { self.error = error }
+    let error: ErrorFrame?
+    init(_ error: ErrorFrame?) { self.error = error }
 
     func channelActive(context: ChannelHandlerContext) {
         let channel = context.channel
+        guard let error else {
+            channel.close(promise: nil)
+            return
+        }
         context.writeAndFlush(NIOAny(WireCodec.encode(.error(error), allocator: channel.allocator))).whenComplete { _ in
             channel.close(promise: nil)
         }
@@ -138,9 +242,12 @@ public final class VerificationServer: @unchecked Sendable {
     private let logger: Logger
     private var channel: (any Channel)?
     private let lock = NSLock()
-    private var connections: [ObjectIdentifier: any Channel] = [:]
     private var stopped = false
     private let finished = DispatchGroup()
+    private var queueTimer: RepeatedTask?
+    /// The TLS context when `configuration.tls` is set (built at init: bad files fail early).
+    private let tls: NIOSSLContext?
+    private var metricsEndpoint: MetricsEndpoint?
 
     /// Loads the target (unless lazy), profiles it if asked, and prepares the server; `start()`
     /// binds the socket.
@@ -184,6 +291,12 @@ public final class VerificationServer: @unchecked Sendable {
             ? ServerDetails(pricePerHour: configuration.pricePerHour.map { Float($0) }, energySource: WireEnergySource(meter.source),
                             wattsPerCore: meter.source == .measured ? 0 : Float(meter.wattsPerCore), targetProfile: profile)
             : nil
+        do {
+            tls = try configuration.tls.map(ServerTLSContext.make)
+        } catch {
+            hosts.forEach { $0.stop() }
+            throw error
+        }
         context = ServerContext(configuration: configuration, hosts: hosts, details: details)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
@@ -201,30 +314,38 @@ public final class VerificationServer: @unchecked Sendable {
     /// The port the server listens on (useful with port 0); set by `start()`.
     public private(set) var port: Int?
 
-    /// Binds and starts accepting connections.
+    /// The port of the metrics endpoint (useful with `metricsPort` 0); set by `start()`.
+    public var metricsPort: Int? { metricsEndpoint?.port }
+
+    /// Binds and starts accepting connections (and the metrics endpoint, if configured).
     public func start() throws {
         let context = self.context
         let configuration = self.configuration
         let logger = self.logger
+        let tls = self.tls
         let limits = WireLimits(maxFrameBytes: configuration.maxFrameBytes)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [weak self] channel in
-                guard let self else { return channel.close() }
-                if let refusal = self.register(channel) {
-                    // Over the connection limit or shutting down: say so and hang up, reading nothing.
+            .childChannelInitializer { channel in
+                let (id, refusal) = context.connect(channel)
+                if let refusal {
+                    // Over a limit or shutting down: say so (in plain text only to plain clients)
+                    // and hang up, reading nothing.
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(RefuseHandler(refusal))
+                        try channel.pipeline.syncOperations.addHandler(RefuseHandler(tls == nil ? refusal : nil))
                     }
                 }
-                channel.closeFuture.whenComplete { _ in self.unregister(channel) }
+                channel.closeFuture.whenComplete { _ in context.closed(id) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
+                    let ops = channel.pipeline.syncOperations
+                    if let tls { try ops.addHandler(TLSSniffer(context: tls)) }
+                    try ops.addHandlers([
+                        ByteCounter(metrics: context.metrics),
                         IdleStateHandler(readTimeout: configuration.idleTimeout),
                         WireFrameHandler(limits: limits, frameTimeout: configuration.frameTimeout),
-                        ConnectionHandler(server: context, logger: logger),
+                        ConnectionHandler(server: context, id: id, logger: logger),
                     ])
                 }
             }
@@ -235,33 +356,30 @@ public final class VerificationServer: @unchecked Sendable {
         } catch {
             throw ServerError.bind(host: configuration.host, port: configuration.port, underlying: error)
         }
+        if let metricsPort = configuration.metricsPort {
+            do {
+                metricsEndpoint = try MetricsEndpoint.start(host: configuration.host, port: metricsPort, group: group,
+                                                            metrics: context.metrics, configuration: configuration, hosts: hosts,
+                                                            isStopping: { [weak context] in context?.stopped ?? true })
+            } catch {
+                try? channel?.close().wait()
+                throw ServerError.bind(host: configuration.host, port: metricsPort, underlying: error)
+            }
+        }
         if let timeout = configuration.modelIdleTimeout {
             let seconds = Double(timeout.nanoseconds) / 1e9
             idleTimer = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
                 context.unloadIdle(after: seconds)
             }
         }
+        // Queue deadlines are checked four times a second (a deadline is a bound, not a promise
+        // to the millisecond).
+        queueTimer = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { _ in
+            context.expireQueue()
+        }
         logger.info("listening", metadata: ["host": "\(configuration.host)", "port": "\(port ?? configuration.port)",
-                                            "model": "\(configuration.modelName)", "lazy": "\(configuration.lazyLoad)"])
-    }
-
-    /// Admits a connection, or returns why not.
-    private func register(_ channel: any Channel) -> ErrorFrame? {
-        lock.withLock {
-            if stopped { return ErrorFrame(code: .shuttingDown, message: "the server is shutting down") }
-            guard connections.count < configuration.maxConnections else {
-                return ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(configuration.maxConnections) connections")
-            }
-            connections[ObjectIdentifier(channel)] = channel
-            host.metrics.connectionOpened()
-            return nil
-        }
-    }
-
-    private func unregister(_ channel: any Channel) {
-        lock.withLock {
-            if connections.removeValue(forKey: ObjectIdentifier(channel)) != nil { host.metrics.connectionClosed() }
-        }
+                                            "model": "\(configuration.modelName)", "lazy": "\(configuration.lazyLoad)",
+                                            "tls": "\(tls != nil)", "metrics_port": "\(metricsPort.map(String.init) ?? "none")"])
     }
 
     /// Blocks until the listening socket is closed (by `shutdown()`).
@@ -276,7 +394,7 @@ public final class VerificationServer: @unchecked Sendable {
             if stopped { return nil }
             stopped = true
             finished.enter()
-            return Array(connections.values)
+            return context.stop()
         }
         // A second call waits for the first to finish (its event loops may already be gone).
         guard let open else {
@@ -296,6 +414,8 @@ public final class VerificationServer: @unchecked Sendable {
             timeout.cancel()
         }
         idleTimer?.cancel()
+        queueTimer?.cancel()
+        metricsEndpoint?.close()
         hosts.forEach { $0.stop() }
         try? group.syncShutdownGracefully()
         logger.info("stopped")

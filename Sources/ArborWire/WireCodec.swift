@@ -129,6 +129,11 @@ public enum WireCodec {
             }
         case let .selectModel(m):
             buffer.writeWireString(m.name)
+        case let .admission(m):
+            buffer.writeInteger(m.state.rawValue)
+            buffer.writeInteger(m.position)
+            buffer.writeInteger(m.waitMilliseconds)
+            buffer.writeInteger(m.deadlineMilliseconds)
         case let .decodeOffer(m):
             buffer.writeInteger(m.maxTokens)
         case let .decode(m):
@@ -284,6 +289,11 @@ public enum WireCodec {
             message = .modelList(ModelList(selected: selected, models: models))
         case .selectModel:
             message = .selectModel(SelectModel(name: try r.string("model name")))
+        case .admission:
+            let raw = try r.u8("admission state")
+            guard let state = Admission.State(rawValue: raw) else { throw r.malformed("admission state must be 1 or 2, got \(raw)") }
+            message = .admission(Admission(state: state, position: try r.u32("queue position"), waitMilliseconds: try r.u32("wait"),
+                                           deadlineMilliseconds: try r.u32("deadline")))
         case .decodeOffer:
             message = .decodeOffer(DecodeOffer(maxTokens: try r.u16("max tokens")))
         case .decode:

@@ -31,6 +31,7 @@ public enum WireMessage: Equatable, Sendable {
     case listModels
     case modelList(ModelList)
     case selectModel(SelectModel)
+    case admission(Admission)
 
     /// The frame type byte of each message.
     public var type: WireMessageType {
@@ -57,6 +58,7 @@ public enum WireMessage: Equatable, Sendable {
         case .listModels: .listModels
         case .modelList: .modelList
         case .selectModel: .selectModel
+        case .admission: .admission
         }
     }
 }
@@ -96,6 +98,9 @@ public enum WireMessageType: UInt8, Sendable, CaseIterable {
     /// Extension (client → server): use this model for the connection's next sessions; answered
     /// with that model's `serverInfo`.
     case selectModel = 0x16
+    /// Extension (server → client): hello was accepted but no session slot is free — the client
+    /// is queued (its place and an estimated wait), or the queue is full (retry after).
+    case admission = 0x17
 }
 
 /// Client → server, first frame of a connection.
@@ -382,6 +387,32 @@ public struct SelectModel: Equatable, Sendable {
     public init(name: String) { self.name = name }
 }
 
+/// Server → client (extension 0x17), sent in place of `serverInfo` when a hello is accepted but
+/// every session slot is taken. `queued`: the connection waits in a first-come-first-served queue
+/// at `position` (1 = next); `serverInfo` follows when a slot frees, or a fatal `serverBusy` when
+/// `deadlineMilliseconds` passes first. `full`: the queue has no room either; a fatal
+/// `serverBusy` follows and the client should retry after `waitMilliseconds`.
+public struct Admission: Equatable, Sendable {
+    public enum State: UInt8, Sendable {
+        case queued = 1
+        case full = 2
+    }
+    public var state: State
+    /// Place in the queue, 1 = next (0 when full).
+    public var position: UInt32
+    /// Queued: the server's estimate of the wait. Full: retry after this long.
+    public var waitMilliseconds: UInt32
+    /// Queued: the longest the server keeps the connection waiting (a client that waits less may
+    /// give up before it would have been let in). Full: 0.
+    public var deadlineMilliseconds: UInt32
+    public init(state: State, position: UInt32, waitMilliseconds: UInt32, deadlineMilliseconds: UInt32) {
+        self.state = state
+        self.position = position
+        self.waitMilliseconds = waitMilliseconds
+        self.deadlineMilliseconds = deadlineMilliseconds
+    }
+}
+
 /// Server → client (extension 0x11), the answer to `decodeQuery`: this server decodes tokens by
 /// itself on request (`decode`), at most `maxTokens` per request.
 public struct DecodeOffer: Equatable, Sendable {
@@ -478,11 +509,13 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertib
     case internalError = 16
     /// `selectModel` named a model the server does not serve (extension; non-fatal).
     case unknownModel = 17
+    /// Fatal: the server speaks TLS only and the client sent plain frames (or the reverse).
+    case tlsRequired = 18
 
     /// Whether the sender closes the connection after this error.
     public var isFatal: Bool {
         switch self {
-        case .malformedFrame, .frameTooLarge, .unsupportedVersion, .unauthorized, .serverBusy, .shuttingDown, .timeout: true
+        case .malformedFrame, .frameTooLarge, .unsupportedVersion, .unauthorized, .serverBusy, .shuttingDown, .timeout, .tlsRequired: true
         default: false
         }
     }
@@ -506,6 +539,7 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable, CustomStringConvertib
         case .timeout: "timeout"
         case .internalError: "internal error"
         case .unknownModel: "unknown model"
+        case .tlsRequired: "TLS required"
         }
     }
 }

@@ -28,6 +28,13 @@ public struct TransportStats: Codable, Sendable, Equatable {
     /// Connections re-established after a failure (the session was rebuilt from the committed
     /// tokens each time).
     public var reconnects = 0
+    /// Sessions rebuilt from the committed tokens on a new connection (after a reconnect: the
+    /// same server restarted, or another replica behind a load balancer).
+    public var resumedSessions = 0
+    /// Connections that waited in the server's admission queue for a session slot, and the time
+    /// they waited (from hello to `serverInfo`).
+    public var queuedConnections = 0
+    public var queueWaitMilliseconds = 0.0
     /// One entry per verify round, in order.
     public var perRound: [RoundTransport] = []
 
@@ -38,6 +45,7 @@ public struct TransportStats: Codable, Sendable, Equatable {
         case roundTripMilliseconds = "round_trip_ms", serverBusyMilliseconds = "server_busy_ms"
         case serverQueueMilliseconds = "server_queue_ms", rounds, roundBytes = "round_bytes"
         case roundMilliseconds = "round_ms", minimumPingMilliseconds = "min_ping_ms", reconnects
+        case resumedSessions = "resumed_sessions", queuedConnections = "queued_connections", queueWaitMilliseconds = "queue_wait_ms"
         case perRound = "per_round"
     }
 }
