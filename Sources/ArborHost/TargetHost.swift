@@ -390,7 +390,7 @@ public final class ServerMetrics: @unchecked Sendable {
     public var reservedTokens: Int { lock.withLock { s.reservedTokens } }
     /// Sessions whose KV cache is allocated on the model thread.
     public var liveCaches: Int { lock.withLock { s.liveCaches } }
-    /// Verify rounds served.
+    /// Rounds answered (verify and decode requests).
     public var rounds: Int { lock.withLock { s.rounds } }
     /// Model thread time spent on requests.
     public var busyMilliseconds: Double { lock.withLock { s.busyMilliseconds } }

@@ -6,10 +6,10 @@ import ArborWire
 /// Three kinds of connection are counted apart, so that peers who never authenticate cannot take
 /// what authenticated clients need:
 ///
-/// - **pending**: accepted, hello not yet accepted. At most `maxPendingPerAddress` per source
-///   address (more are refused at once); they end at the handshake deadline. When all
-///   `maxConnections` are in use, a new connection evicts the *oldest pending* one — an idle peer
-///   has had its chance; a real client sends hello at once.
+/// - **pending**: accepted, hello not yet accepted; they end at the handshake deadline. At most
+///   `maxPendingPerAddress` per source address and `maxConnections` in all: beyond either, a new
+///   connection evicts the *oldest pending* one (of that address, or of all) — an idle peer has
+///   had its chance; a real client sends hello at once.
 /// - **active**: past hello, holding one of `maxSessions` slots.
 /// - **queued**: past hello, waiting for a slot in arrival order, at most `maxQueue`, each until
 ///   its deadline.
@@ -79,14 +79,19 @@ struct AdmissionControl {
     func isActive(_ id: UInt64) -> Bool { if case .active = entries[id]?.kind { true } else { false } }
 
     /// A TCP connection from `address` was accepted.
+    ///
+    /// At its address's budget, the address's own oldest pending connection makes room; at the
+    /// server's connection limit, the oldest pending connection of any address does. Evicting
+    /// rather than refusing matters when many users share an address (NAT, a proxy): a real
+    /// client's hello follows its connect within a round trip, so a flooder would have to open a
+    /// whole budget of connections inside that window to push it out.
     mutating func connect(_ id: UInt64, address: String) -> ConnectDecision {
-        guard pending(from: address) < limits.maxPendingPerAddress else {
-            return .refuse(ErrorFrame(code: .serverBusy, message: "too many connections from \(address) have not completed the handshake (at most \(limits.maxPendingPerAddress))"),
-                           reason: "pending_per_address")
-        }
         var evicted: UInt64?
-        if entries.count >= limits.maxConnections {
-            guard let oldest = oldestPending() else {
+        if pending(from: address) >= limits.maxPendingPerAddress, let oldest = oldestPending(from: address) {
+            remove(oldest)
+            evicted = oldest
+        } else if entries.count >= limits.maxConnections {
+            guard let oldest = oldestPending(from: nil) else {
                 return .refuse(ErrorFrame(code: .serverBusy, message: "the server is at its limit of \(limits.maxConnections) connections"),
                                reason: "max_connections")
             }
@@ -169,8 +174,12 @@ struct AdmissionControl {
         return admitted
     }
 
-    private func oldestPending() -> UInt64? {
-        pendingOrder.first { entries[$0]?.kind == .pending }
+    /// The oldest connection still in its handshake (from `address`, or from anyone).
+    private func oldestPending(from address: String?) -> UInt64? {
+        pendingOrder.first { id in
+            guard let e = entries[id], e.kind == .pending else { return false }
+            return address == nil || e.address == address
+        }
     }
 
     private mutating func dropPending(_ id: UInt64, address: String) {

@@ -196,7 +196,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                 case let .failure(error):
                     reply(.failure(error))
                 case let .success(r):
-                    s.metrics.roundServed(milliseconds: r.targetMilliseconds + r.samplingMilliseconds); s.countRound()
+                    // One round per decode request (as the client counts it), however many passes.
+                    s.metrics.busy(milliseconds: r.targetMilliseconds + r.samplingMilliseconds)
                     run.tokens.append(r.nextToken)
                     run.cost.targetMilliseconds += r.cost.targetMilliseconds
                     run.cost.samplingMilliseconds += r.cost.samplingMilliseconds
@@ -207,6 +208,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                     if run.tokens.count < count, !stops.contains(r.nextToken), !s.isCancelled {
                         pass()
                     } else {
+                        s.metrics.roundServed(milliseconds: 0)
+                        s.countRound()
                         let tokens = run.tokens, cost = run.cost
                         reply(.success { handler in handler.machine.decodeCompleted(tokens, cost: cost, round: round) })
                     }

@@ -101,7 +101,7 @@ enum MetricsText {
                  [(["state": "handshake"], Double(s.pendingConnections)), (["state": "active"], Double(s.activeConnections)),
                   (["state": "queued"], Double(s.queuedConnections))])
         w.metric("arbor_serve_connections_accepted_total", "counter", "TCP connections accepted.", [([:], Double(s.connectionsAccepted))])
-        let reasons = ["pending_per_address", "max_connections", "evicted", "handshake_timeout", "queue_full", "queue_timeout", "shutting_down"]
+        let reasons = ["evicted", "max_connections", "handshake_timeout", "queue_full", "queue_timeout", "shutting_down"]
         w.metric("arbor_serve_connections_refused_total", "counter", "Connections refused or closed by admission control, by reason.",
                  (reasons + s.refused.keys.filter { !reasons.contains($0) }.sorted()).map { (["reason": $0], Double(s.refused[$0] ?? 0)) })
         w.metric("arbor_serve_sessions", "gauge", "Open sessions (each with its own KV cache).", [([:], Double(s.sessions))])
@@ -109,7 +109,7 @@ enum MetricsText {
         w.metric("arbor_serve_kv_cache_reserved_tokens", "gauge", "Tokens of KV cache capacity reserved by open sessions.", [([:], Double(s.reservedTokens))])
         w.metric("arbor_serve_queue_length", "gauge", "Authenticated connections waiting for a session slot.", [([:], Double(s.queuedConnections))])
         w.histogram("arbor_serve_queue_wait_seconds", "Seconds from an accepted hello to a session slot (0 when one was free).", s.queueWait)
-        w.metric("arbor_serve_rounds_total", "counter", "Rounds served (verify and decode passes).", [([:], Double(s.rounds))])
+        w.metric("arbor_serve_rounds_total", "counter", "Rounds answered (verify and decode requests; a decode request may take several target passes).", [([:], Double(s.rounds))])
         w.metric("arbor_serve_target_busy_seconds_total", "counter", "Seconds the target model spent on requests (prefills and rounds).",
                  [([:], s.busyMilliseconds / 1000)])
         w.metric("arbor_serve_merged_passes_total", "counter", "Target passes that scored several sessions' rounds at once.", [([:], Double(s.mergedPasses))])

@@ -33,7 +33,11 @@ final class TLSSniffer: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = ByteBuffer
 
     private let sslContext: NIOSSLContext
-    init(context: NIOSSLContext) { sslContext = context }
+    private let metrics: ServerMetrics
+    init(context: NIOSSLContext, metrics: ServerMetrics) {
+        sslContext = context
+        self.metrics = metrics
+    }
 
     /// The first byte of a TLS record carrying a handshake message.
     static let handshakeRecord: UInt8 = 0x16
@@ -44,6 +48,7 @@ final class TLSSniffer: ChannelInboundHandler, RemovableChannelHandler {
         guard first == Self.handshakeRecord else {
             let channel = context.channel
             let error = ErrorFrame(code: .tlsRequired, message: "this server accepts TLS connections only (connect with --tls)")
+            metrics.errorSent(error.code.metricName)
             context.writeAndFlush(wrapOutboundOut(WireCodec.encode(.error(error), allocator: channel.allocator))).whenComplete { _ in
                 channel.close(promise: nil)
             }

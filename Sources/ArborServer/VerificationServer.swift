@@ -117,7 +117,8 @@ final class ServerContext: @unchecked Sendable {
             case .accept: channels[id] = channel
             case let .acceptEvicting(old):
                 channels[id] = channel
-                evicted = channels.removeValue(forKey: old)
+                // Stays registered until its close, which then counts it as closed.
+                evicted = channels[old]
             case .refuse: break
             }
             publishAdmission()
@@ -340,7 +341,7 @@ public final class VerificationServer: @unchecked Sendable {
                 channel.closeFuture.whenComplete { _ in context.closed(id) }
                 return channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
-                    if let tls { try ops.addHandler(TLSSniffer(context: tls)) }
+                    if let tls { try ops.addHandler(TLSSniffer(context: tls, metrics: context.metrics)) }
                     try ops.addHandlers([
                         ByteCounter(metrics: context.metrics),
                         IdleStateHandler(readTimeout: configuration.idleTimeout),

@@ -160,8 +160,9 @@ import Testing
         #expect {
             _ = try remoteRun(t, prompt: prompt, maxTokens: 40, drafter: drafter)
         } throws: { e in
-            guard case let .unreachable(_, _, attempts, _)? = e as? RemoteError else { return false }
-            return attempts == 3 && "\(e)".contains("cannot reach")
+            // The server said it was shutting down: the error says so, not "connection refused".
+            guard case let .serverShutDown(_, _, attempts, _)? = e as? RemoteError else { return false }
+            return attempts == 3 && "\(e)".contains("shut down")
         }
         #expect(Date().timeIntervalSince(start) < 20)
     }

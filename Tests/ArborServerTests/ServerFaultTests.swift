@@ -140,6 +140,7 @@ import Testing
             $0.frameTimeout = .milliseconds(300)
             $0.handshakeTimeout = .milliseconds(500)
             $0.maxSessions = 2
+            $0.maxQueue = 0
             $0.maxConnections = 4
         }
         // A frame trickled byte by byte is cut off at the frame deadline.
@@ -151,18 +152,26 @@ import Testing
         // Connecting and saying nothing ends at the handshake deadline.
         let silent = try RawClient(port: t.port)
         #expect(silent.errorCode() == .timeout)
-        // Sessions and connections are capped; the capped clients are told why.
+        // Sessions and connections are capped; the capped clients are told why. (No queue here:
+        // the admission tests cover it.)
         let a = try RawClient(port: t.port), b = try RawClient(port: t.port)
         #expect(a.handshake() != nil && b.handshake() != nil)
         let c = try RawClient(port: t.port)
         c.send(.hello(Hello(authToken: "", clientName: "third")))
+        guard case let .message(.admission(full)) = c.read() else { Issue.record("no admission frame"); return }
+        #expect(full.state == .full && full.waitMilliseconds > 0)
         #expect(c.errorCode() == .serverBusy)
         #expect(c.closesWithin(seconds: 2))
         #expect(eventually { t.metrics.connections == 2 })
+        // At the connection limit a new connection evicts the oldest one still in its handshake,
+        // never an authenticated one.
         let d = try RawClient(port: t.port), e = try RawClient(port: t.port)
+        #expect(eventually { t.metrics.connections == 4 })
         let f = try RawClient(port: t.port)
-        _ = (d, e)
-        #expect(f.errorCode() == .serverBusy)
+        _ = e
+        #expect(d.errorCode() == .serverBusy)
+        #expect(d.closesWithin(seconds: 2))
+        #expect(f.answersPing())
         #expect(a.answersPing() && b.answersPing())
     }
 

@@ -126,8 +126,15 @@ final class RawClient {
     let fd: Int32
     private var pending = ByteBuffer()
 
-    init(port: Int) throws {
+    /// Connects to the loopback `port` from `source` (any 127.x.y.z address is this machine's, so
+    /// one test can play several peers).
+    init(port: Int, source: String = "127.0.0.1") throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        let b = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard b == 0 else { close(fd); throw POSIXError(.EADDRNOTAVAIL) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -192,10 +199,14 @@ final class RawClient {
         return true
     }
 
-    /// The error code of the next frame, if it is an error.
+    /// The error code of the next frame, if it is an error (an `admission` frame before it, as
+    /// with a refused hello, is skipped).
     func errorCode() -> WireErrorCode? {
-        if case let .message(.error(e)) = read() { return e.code }
-        return nil
+        switch read() {
+        case let .message(.error(e)): return e.code
+        case .message(.admission): return errorCode()
+        default: return nil
+        }
     }
 
     /// Whether the connection still answers a ping.

@@ -171,7 +171,7 @@ func rawFrame(version: UInt8 = WireCodec.version, type: UInt8, payload: [UInt8],
     }
 
     @Test func errorCodesKnowWhatIsFatal() {
-        #expect(WireErrorCode.allCases.filter(\.isFatal) == [.malformedFrame, .frameTooLarge, .unsupportedVersion, .unauthorized, .serverBusy, .shuttingDown, .timeout])
+        #expect(WireErrorCode.allCases.filter(\.isFatal) == [.malformedFrame, .frameTooLarge, .unsupportedVersion, .unauthorized, .serverBusy, .shuttingDown, .timeout, .tlsRequired])
         #expect(Set(WireErrorCode.allCases.map(\.description)).count == WireErrorCode.allCases.count)
     }
 }
