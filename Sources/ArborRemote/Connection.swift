@@ -76,8 +76,21 @@ final class Connection: @unchecked Sendable {
             let channel = try bootstrap.connect(host: target.host, port: target.port).wait()
             return Connection(channel: channel, handler: handler)
         } catch {
-            throw RemoteError.unreachable(host: target.host, port: target.port, attempts: 1, reason: "\(error)")
+            throw RemoteError.unreachable(host: target.host, port: target.port, attempts: 1, reason: Self.reason(error))
         }
+    }
+
+    /// Why a connect failed, in a few words ("Connection refused", "connect timeout", …).
+    static func reason(_ error: any Error) -> String {
+        if let e = error as? NIOConnectionError {
+            if let io = e.connectionErrors.lazy.compactMap({ $0.error as? IOError }).first {
+                return String(cString: strerror(io.errnoCode))
+            }
+            if let first = e.connectionErrors.first { return "\(first.error)" }
+            if let dns = e.dnsAError ?? e.dnsAAAAError { return "cannot resolve the host name (\(dns))" }
+        }
+        if let e = error as? ChannelError, case .connectTimeout = e { return "no answer within the connect timeout" }
+        return "\(error)"
     }
 
     /// Sends `message` and returns without waiting: the next frame from the server will complete
@@ -93,7 +106,12 @@ final class Connection: @unchecked Sendable {
         let sent = DispatchTime.now().uptimeNanoseconds
         let deadline = Deadline()
         let eventLoop = channel.eventLoop
-        channel.eventLoop.execute {
+        // The first deadline is set before the frame can go out, so a queued answer (which moves
+        // it) always comes after it.
+        deadline.set(eventLoop.scheduleTask(in: timeout) {
+            promise.fail(RemoteError.timedOut(what: what, seconds: Double(timeout.nanoseconds) / 1e9))
+        })
+        eventLoop.execute {
             handler.expect(promise) { admission in
                 guard admission.state == .queued else { return }
                 var wait = TimeAmount.milliseconds(Int64(admission.deadlineMilliseconds)) + timeout
@@ -105,9 +123,6 @@ final class Connection: @unchecked Sendable {
             }
             channel.writeAndFlush(message).whenFailure { promise.fail($0) }
         }
-        deadline.set(channel.eventLoop.scheduleTask(in: timeout) {
-            promise.fail(RemoteError.timedOut(what: what, seconds: Double(timeout.nanoseconds) / 1e9))
-        })
         return Pending(reply: promise.futureResult, deadline: deadline, sentNanoseconds: sent)
     }
 
