@@ -238,7 +238,8 @@ struct ClientTLSContext {
             }
         }
         let name = tls.serverName ?? host
-        let isAddress = name.contains(":") || name.split(separator: ".").count == 4 && name.split(separator: ".").allSatisfy { UInt8($0) != nil }
+        // An address is not a name: no SNI, and NIOSSL checks the certificate against the peer's IP.
+        let isAddress = (try? SocketAddress(ipAddress: name, port: 0)) != nil
         do {
             return ClientTLSContext(context: try NIOSSLContext(configuration: configuration), serverName: isAddress ? nil : name)
         } catch {

@@ -401,9 +401,9 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
         connection = nil
         let c = try Connection.open(target: target, group: group)
         connection = c
-        let hello = WireMessage.hello(Hello(authToken: target.authToken, clientName: target.clientName))
-        let reply = try finish(Outgoing(connection: c, pending: c.start(hello, timeout: target.requestTimeout, what: "hello", maxQueueWait: target.maxQueueWait),
-                                        bytesSent: WireCodec.encode(hello).readableBytes))
+        // A hello may wait in the server's admission queue: its deadline follows the server's.
+        let reply = try finish(start(.hello(Hello(authToken: target.authToken, clientName: target.clientName)), what: "hello",
+                                     maxQueueWait: target.maxQueueWait))
         if let a = reply.admission, a.state == .queued {
             // Waited in the server's queue for a session slot: from hello to serverInfo.
             if request != nil {
@@ -521,10 +521,11 @@ public final class RemoteVerifier: PipelinedVerifier, RunAheadVerifier {
     }
 
     /// Sends one request without waiting for its reply.
-    private func start(_ message: WireMessage, what: String) throws -> Outgoing {
+    private func start(_ message: WireMessage, what: String, maxQueueWait: TimeAmount? = nil) throws -> Outgoing {
         guard let connection else { throw RemoteError.disconnected }
         let sent = WireCodec.encode(message).readableBytes
-        return Outgoing(connection: connection, pending: connection.start(message, timeout: target.requestTimeout, what: what), bytesSent: sent)
+        return Outgoing(connection: connection, pending: connection.start(message, timeout: target.requestTimeout, what: what, maxQueueWait: maxQueueWait),
+                        bytesSent: sent)
     }
 
     /// Waits for the reply to a request `start`ed; an error frame becomes `RemoteError.server`.
