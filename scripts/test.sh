@@ -16,7 +16,7 @@ echo "== fetching test models"
 .build/release/arbor models pull smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b
 
 echo "== fetching prompt sets"
-.build/release/arbor prompts pull humaneval mtbench
+.build/release/arbor prompts pull humaneval mtbench sharegpt
 
 echo "== network test: arbor serve across network namespaces, 20 and 80 ms added delay"
 # Needs root and iproute2 (ip, tc); installed here when missing. See docs/NETWORK-TESTS.md.

@@ -103,6 +103,12 @@ public struct PromptStore: Sendable {
         return try PromptSets.parse(data, spec: spec, path: path, limit: limit)
     }
 
+    /// Answer-like text of `alias` (`PromptSets.corpus`), pulling the set first if needed.
+    public func corpus(_ alias: String, limit: Int? = nil, progress: PullProgressHandler? = nil) throws(PromptStoreError) -> [String] {
+        let spec = try spec(alias)
+        return PromptSets.corpus(try verifiedContents(spec, progress: progress).data, spec: spec, limit: limit)
+    }
+
     /// The path of `alias`'s verified file, pulling it if missing or corrupt.
     public func ensure(_ alias: String, progress: PullProgressHandler? = nil) throws(PromptStoreError) -> String {
         try verifiedContents(try spec(alias), progress: progress).path

@@ -275,10 +275,34 @@ struct PromptStoreTests {
     }
 }
 
+@Suite struct ShareGPTParsingTests {
+    @Test("Whole records are read, the torn tail is not; filters and the seeded order hold; a bad record names its line")
+    func parsesRecordByRecord() throws {
+        let long = String(repeating: "why is the sky blue? ", count: 4)
+        let text = """
+            [
+              {"id": "a", "conversations": [{"from": "human", "value": "\(long)"}, {"from": "gpt", "value": "Rayleigh {scattering} \\"quoted\\""}]},
+              {"id": "b", "conversations": [{"from": "human", "value": "short"}]},
+              {"id": "c", "conversations": [{"from": "gpt", "value": "\(long)"}]},
+              {"id": "d", "conversations": [{"from": "human", "value": "\(long) again"}, {"from": "gpt", "value": "yes"}]},
+              {"id": "e", "conversations": [{"from": "human", "value": "\(long) torn
+            """
+        let spec = PromptSets.standard.set("sharegpt")!
+        let items = try PromptSets.parse(Data(text.utf8), spec: spec, path: "sg.json")
+        #expect(Set(items.map(\.id)) == ["sharegpt/a", "sharegpt/d"])
+        #expect(try PromptSets.parse(Data(text.utf8), spec: spec, path: "sg.json", limit: 1).count == 1)
+        #expect(PromptSets.shareGPTResponses(Data(text.utf8)) == ["Rayleigh {scattering} \"quoted\"", long, "yes"])
+        let bad = "[\n {\"id\": \"a\", \"conversations\": []},\n {\"id\": 5}\n]"
+        let error = #expect(throws: PromptStoreError.self) { try PromptSets.parse(Data(bad.utf8), spec: spec, path: "sg.json") }
+        #expect(error.map { "\($0)" }?.contains("sg.json:3:") == true, "\(String(describing: error))")
+    }
+}
+
 @Suite struct PromptCatalogTests {
     @Test func standardSetsAreWellFormed() {
         let catalog = PromptSets.standard
-        #expect(catalog.aliases == ["humaneval", "mtbench"])
+        #expect(catalog.aliases == ["humaneval", "mtbench", "sharegpt"])
+        #expect(catalog.set("sharegpt")?.fileName == "sharegpt.json")
         #expect(catalog.set("HumanEval")?.format == .humanEval)
         #expect(catalog.set("humaneval")?.isGzipped == true)
         #expect(catalog.set("mtbench")?.isGzipped == false)
@@ -286,7 +310,7 @@ struct PromptStoreTests {
             #expect(spec.sha256.count == 64 && spec.sha256.allSatisfy { "0123456789abcdef".contains($0) })
             // One exact member, no wildcards (the glob matches nothing else).
             #expect(!spec.package.memberGlob.contains { "*?".contains($0) })
-            #expect(spec.package.memberGlob.hasSuffix(".jsonl") || spec.package.memberGlob.hasSuffix(".jsonl.gz"))
+            #expect([".jsonl", ".jsonl.gz", ".json"].contains { spec.package.memberGlob.hasSuffix($0) })
         }
     }
 }
@@ -295,7 +319,7 @@ struct PromptStoreTests {
 /// when ARBOR_REQUIRE_MODELS=1 (then a missing set fails instead of skipping).
 @Suite(.enabled(if: RealPromptSets.available, "prompt sets not pulled (arbor prompts pull humaneval mtbench)"))
 struct RealPromptSetTests {
-    @Test(arguments: [("humaneval", 164), ("mtbench", 80)])
+    @Test(arguments: [("humaneval", 164), ("mtbench", 80), ("sharegpt", 6_862)])
     func realSetHasAllItems(set: String, count: Int) throws {
         // A store that must not download: a missing or bad file fails here instead.
         let store = PromptStore(pythonCommand: "no-such-python-for-prompt-tests")
@@ -309,9 +333,14 @@ struct RealPromptSetTests {
         if set == "humaneval" {
             #expect(items.first?.id == "HumanEval/0" && items.last?.id == "HumanEval/163")
             #expect(items.allSatisfy { $0.userMessage.hasPrefix(PromptSets.humanEvalInstruction) && $0.userMessage.hasSuffix("\n```") })
-        } else {
+        } else if set == "mtbench" {
             #expect(items.first?.id == "mtbench/81" && items.last?.id == "mtbench/160")
             #expect(Set(items.map(\.category)).count == 8)
+        } else {
+            // First human turns within the length range, in the seeded order (not file order).
+            #expect(items.allSatisfy { (64...2_048).contains($0.userMessage.utf8.count) && $0.category == "chat" })
+            #expect(items.first?.id != "sharegpt/QWJhYvA_0")
+            #expect(PromptSets.shareGPTResponses(try Data(contentsOf: URL(fileURLWithPath: store.path(for: spec))), limit: 10).count >= 10)
         }
         #expect(try store.items(set, limit: 5) == Array(items.prefix(5)))
     }
