@@ -6,7 +6,7 @@
 # (waits up to 60 s for "listening on"), start scripts/delay_relay.py in arbor-mid
 # (10.231.1.1:7000 -> 10.231.2.2:7000, --delay-ms D) unless netns.sh uses netem (then the client
 # goes straight to 10.231.2.2, delayed by netem), and in arbor-cli run
-#   $ARBOR generate --model M --target-host H --target-port 7000 --drafter suffix|none|model
+#   $ARBOR generate --model M --target-host H --target-port 7000 --drafter suffix|none|model|cross
 #                   --prompt P --max-tokens 48 --json
 # (`model` drafts with M itself, --draft M, with proactive drafting on: the case also reports the
 # trees drafted ahead and used, and the cost line's objective and energy source)
@@ -17,7 +17,8 @@
 # One PASS/FAIL line per case, then
 # "N passed, M failed"; the exit status is non-zero on any failure.
 #
-# Environment: ARBOR=.build/release/arbor MODEL=smollm2-135m DELAYS="20 80" DRAFTERS="suffix none model"
+# Environment: ARBOR=.build/release/arbor MODEL=smollm2-135m DELAYS="20 80" DRAFTERS="suffix none model cross"
+# CROSS_DRAFT=gemma3-270m
 #   MAX_TOKENS=48 PROMPT="def fibonacci(n):" RATE=20mbit (tbf, see netns.sh) PORT=7000
 #   TOTAL_TIMEOUT=270 (s, hard budget for all waits) SERVER_WAIT=60 CLIENT_TIMEOUT=90
 #   KEEP_LOGS=1 keeps the work directory (logs, JSON) and prints its path.
@@ -28,7 +29,8 @@ cd "$(dirname "$0")/.."
 ARBOR=${ARBOR:-.build/release/arbor}
 MODEL=${MODEL:-smollm2-135m}
 DELAYS=${DELAYS:-20 80}
-DRAFTERS=${DRAFTERS:-suffix none model}
+DRAFTERS=${DRAFTERS:-suffix none model cross}
+CROSS_DRAFT=${CROSS_DRAFT:-gemma3-270m}
 MAX_TOKENS=${MAX_TOKENS:-48}
 PROMPT=${PROMPT:-def fibonacci(n):}
 PORT=${PORT:-7000}
@@ -95,7 +97,15 @@ show_log() { # file
 }
 
 # `model` drafts with the target model itself (same vocabulary, every draft accepted).
-drafter_args() { if [ "$1" = model ]; then echo "--draft $MODEL"; else echo "--drafter $1"; fi; }
+# cross: a draft model of another vocabulary (Gemma 3 for SmolLM2), drafting through text; the
+# client then reads the target's tokenizer from the target's own file.
+drafter_args() {
+    case $1 in
+        model) echo "--draft $MODEL" ;;
+        cross) echo "--drafter cross --draft $CROSS_DRAFT" ;;
+        *) echo "--drafter $1" ;;
+    esac
+}
 
 cat >"$WORK/check.py" <<'EOF'
 import json, sys

@@ -1,4 +1,6 @@
 import ArborEngine
+import ArborProfiles
+import ArborRuntime
 import ArborStore
 import ArgumentParser
 import Foundation
@@ -14,14 +16,24 @@ struct BenchSpecCommand: AsyncParsableCommand {
             at temperature 0.7, top-p 0.9, one seed per prompt). Speedup = tokens/s ÷ plain's on \
             the same prompts and mode. Greedy rows also count outputs identical to plain's (they \
             must all be). Settings: plain, ngram, ngram-chain, suffix, suffix-chain, model-chain, \
-            model-tree; `*-chain` drafts width 1, the others trees of --max-nodes (adaptive unless \
-            --fixed-tree). The suffix drafter keeps its index across the prompts of a set.
+            model-tree, model-chain-trim, model-tree-trim, cross-chain, suffix+cross; `*-chain` drafts \
+            width 1, the others trees of --max-nodes (adaptive unless --fixed-tree). `*-trim` \
+            drafts with the draft head cut to the --draft-vocab tokens the target produces most \
+            (VocabTrim; counts from `arbor profile vocab`). `cross-chain` drafts with \
+            --cross-draft, a model of another vocabulary, through text; `suffix+cross` merges \
+            the suffix tree with it, asking the model only when the suffix tree falls short. The \
+            suffix drafter keeps its index across the prompts of a set.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Target model.", valueName: "alias|path"))
     var model = "qwen2.5-coder-1.5b"
     @Option(name: .customLong("draft"), help: ArgumentHelp("Draft model for model-* settings.", valueName: "alias|path"))
     var draftModel = "qwen2.5-coder-0.5b"
+    @Option(name: .customLong("cross-draft"), help: ArgumentHelp("Draft model of another vocabulary for the cross-chain setting.", valueName: "alias|path"))
+    var crossDraftModel = "smollm2-135m"
+    @Option(name: .customLong("draft-vocab"), help: "Tokens kept in the draft head for model-*-trim settings (VocabTrim; counts from `arbor profile vocab`).")
+    var draftVocab = 16_384
+    @OptionGroup var profile: ProfileOptions
     @Option(name: .customLong("sets"), parsing: .upToNextOption, help: "Prompt sets (humaneval, mtbench).")
     var sets: [String] = ["humaneval", "mtbench"]
     @Option(help: "First N prompts of each set.")
@@ -49,7 +61,8 @@ struct BenchSpecCommand: AsyncParsableCommand {
     @Flag(help: "Print one line per prompt to stderr.")
     var verbose = false
 
-    static let known = ["plain", "ngram", "ngram-chain", "suffix", "suffix-chain", "model-chain", "model-tree"]
+    static let known = ["plain", "ngram", "ngram-chain", "suffix", "suffix-chain", "model-chain", "model-tree", "model-chain-trim",
+                        "model-tree-trim", "cross-chain", "suffix+cross"]
 
     func validate() throws {
         for s in settingNames where !Self.known.contains(s) {
@@ -75,12 +88,20 @@ struct BenchSpecCommand: AsyncParsableCommand {
         let target = try ModelBundle.load(path: try ModelOptions.resolve(model), threads: threads)
         let needsDraft = settingNames.contains { $0.hasPrefix("model") }
         let draft = needsDraft ? try ModelBundle.load(path: try ModelOptions.resolve(draftModel), threads: threads) : nil
+        let needsCross = settingNames.contains { $0.contains("cross") }
+        let crossDraft = needsCross ? try ModelBundle.load(path: try ModelOptions.resolve(crossDraftModel), threads: threads) : nil
+        let crossName = crossDraftModel
+        // VocabTrim: the same draft model with its head cut to the target's most frequent tokens.
+        let trimmed = try settingNames.contains { $0.hasSuffix("-trim") }
+            ? VocabTrim.trimmedDraft(draft!, keep: draftVocab, targetTokenizer: target.tokenizer,
+                                     store: ProfileStore.openOrRecover(path: profile.databasePath).store)
+            : nil
         let tree = DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: maxWidth)
         let chain = DraftBudget(maxNodes: maxDepth, maxDepth: maxDepth, maxWidth: 1)
         let adaptive = !fixedTree
         let (targetTokenizer, targetName, draftName) = (target.tokenizer, model, draftModel)
         func setting(_ name: String) -> SpeculativeSetting {
-            let budget = name.hasSuffix("chain") ? chain : tree
+            let budget = name.hasSuffix("chain") || name.hasSuffix("chain-trim") ? chain : tree
             let config = SpeculationConfiguration(budget: budget, adaptive: adaptive)
             switch name {
             case "ngram", "ngram-chain": return SpeculativeSetting(name: name, configuration: config) { NGramDrafter() }
@@ -89,6 +110,22 @@ struct BenchSpecCommand: AsyncParsableCommand {
                 let d = draft!
                 return SpeculativeSetting(name: name, configuration: config) {
                     try ModelDrafter(model: d.model, tokenizer: d.tokenizer, name: draftName, targetTokenizer: targetTokenizer, targetName: targetName)
+                }
+            case "model-chain-trim", "model-tree-trim":
+                let (d, m) = (draft!, trimmed!)
+                return SpeculativeSetting(name: name, configuration: config) {
+                    try ModelDrafter(model: m, tokenizer: d.tokenizer, name: draftName + "@\(m.outputTokens?.count ?? 0)",
+                                     targetTokenizer: targetTokenizer, targetName: targetName)
+                }
+            case "suffix+cross":
+                let d = crossDraft!
+                return SpeculativeSetting(name: name, configuration: config) {
+                    CompositeDrafter([SuffixDrafter(), CrossVocabularyDrafter(model: d.model, tokenizer: d.tokenizer, name: crossName, targetTokenizer: targetTokenizer)])
+                }
+            case "cross-chain":
+                let d = crossDraft!
+                return SpeculativeSetting(name: name, configuration: config) {
+                    CrossVocabularyDrafter(model: d.model, tokenizer: d.tokenizer, name: crossName, targetTokenizer: targetTokenizer)
                 }
             default: return SpeculativeSetting(name: "plain", configuration: config) { nil }
             }
@@ -115,7 +152,7 @@ struct BenchSpecCommand: AsyncParsableCommand {
                 rows += try bench.run(promptSet: set, prompts: prompts, settings: settings, sampling: s)
             }
         }
-        let report = Report(target: model, draft: needsDraft ? draftModel : "", threads: threads, maxTokens: maxTokens, limit: limit,
+        let report = Report(target: model, draft: [needsDraft ? draftModel : nil, needsCross ? "cross " + crossDraftModel : nil].compactMap { $0 }.joined(separator: ", "), threads: threads, maxTokens: maxTokens, limit: limit,
                             budget: tree, adaptive: adaptive, rows: rows)
         if let out {
             let encoder = JSONEncoder()
@@ -128,23 +165,25 @@ struct BenchSpecCommand: AsyncParsableCommand {
             try BenchOutput.printJSON(report)
             return
         }
-        print("arbor bench spec — target \(model)\(needsDraft ? ", draft \(draftModel)" : ""), \(threads) threads, \(maxTokens) tokens, first \(limit) prompts; tree budget \(maxNodes) nodes / depth \(maxDepth) / width \(maxWidth)\(adaptive ? ", adaptive" : ", fixed")")
+        print("arbor bench spec — target \(model)\(report.draft.isEmpty ? "" : ", draft \(report.draft)"), \(threads) threads, \(maxTokens) tokens, first \(limit) prompts; tree budget \(maxNodes) nodes / depth \(maxDepth) / width \(maxWidth)\(adaptive ? ", adaptive" : ", fixed")")
         print(BenchOutput.table(
-            ["set", "setting", "mode", "tok/s", "speedup", "accept", "tokens/round", "verify batch", "identical"],
+            ["set", "setting", "mode", "tok/s", "speedup", "accept", "tokens/round", "verify batch", "draft ms/step", "identical"],
             rows.map { r in
                 [r.promptSet, r.setting, r.sampled ? "sampled" : "greedy", String(format: "%.1f", r.tokensPerSecond),
                  String(format: "%.2fx", r.speedup), BenchOutput.percent(r.acceptanceRate), String(format: "%.2f", r.meanAcceptedLength),
-                 String(format: "%.2f", r.meanVerifyBatchSize), r.identicalToPlain.map { "\($0)/\(r.prompts)" } ?? "-"]
+                 String(format: "%.2f", r.meanVerifyBatchSize),
+                 r.speculative.draftSteps > 0 ? String(format: "%.2f", r.speculative.draftMillisecondsPerStep) : "-", r.identicalToPlain.map { "\($0)/\(r.prompts)" } ?? "-"]
             }))
     }
 
     static func csv(_ rows: [SpeculativeBenchmarkRow]) -> String {
-        var lines = ["set,setting,mode,prompts,tokens,decode_ms,tokens_per_second,speedup,acceptance_rate,mean_accepted_length,mean_verify_batch,identical_to_plain"]
+        var lines = ["set,setting,mode,prompts,tokens,decode_ms,tokens_per_second,speedup,acceptance_rate,mean_accepted_length,mean_verify_batch,draft_ms_per_step,identical_to_plain"]
         for r in rows {
             lines.append([r.promptSet, r.setting, r.sampled ? "sampled" : "greedy", "\(r.prompts)", "\(r.generatedTokens)",
                           String(format: "%.1f", r.decodeMilliseconds), String(format: "%.2f", r.tokensPerSecond),
                           String(format: "%.3f", r.speedup), String(format: "%.4f", r.acceptanceRate),
                           String(format: "%.3f", r.meanAcceptedLength), String(format: "%.2f", r.meanVerifyBatchSize),
+                          String(format: "%.3f", r.speculative.draftMillisecondsPerStep),
                           r.identicalToPlain.map(String.init) ?? ""].joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"

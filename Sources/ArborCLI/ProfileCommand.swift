@@ -1,5 +1,7 @@
 import ArborEngine
 import ArborProfiles
+import ArborRuntime
+import ArborStore
 import ArgumentParser
 import Foundation
 
@@ -14,7 +16,7 @@ struct ProfileCommand: AsyncParsableCommand {
             $ARBOR_DATA_DIR, else $XDG_DATA_HOME/arbor, else ~/.local/share/arbor. A corrupt \
             database is moved aside (profiles.sqlite.corrupt-<time>) and a fresh one started.
             """,
-        subcommands: [List.self, Show.self, Clear.self],
+        subcommands: [List.self, Show.self, Clear.self, Vocab.self],
         defaultSubcommand: List.self
     )
 
@@ -277,6 +279,99 @@ extension ProfileCommand {
                 throw ExitCode.failure
             }
             print("deleted profile \(id): \(key)")
+        }
+    }
+}
+
+extension ProfileCommand {
+    /// `arbor profile vocab`: count the tokens a target produces, for trimmed draft heads.
+    struct Vocab: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Count the tokens the target produces (VocabTrim), and show how many of them a trimmed draft head covers.",
+            discussion: """
+                Generates greedily with the target on the prompts of each set after the first \
+                --skip (the first 20, which the benchmarks use, stay unseen) and adds the output \
+                tokens' counts to the profile database, keyed by the target's vocabulary. \
+                --corpus adds the counts of answer-like text tokenized with the target's \
+                tokenizer (ShareGPT's assistant turns, HumanEval's solutions): far more text than \
+                this CPU can generate. `--draft-vocab K` then keeps the K most frequent in a draft \
+                model's output head. With --show, prints the coverage of K = 1k … 64k only.
+                """)
+
+        @OptionGroup var database: DatabaseOption
+        @OptionGroup var model: ModelOptions
+        @Option(name: .customLong("sets"), parsing: .upToNextOption, help: "Prompt sets to generate on.")
+        var sets: [String] = ["humaneval", "mtbench"]
+        @Option(help: "Prompts to skip at the start of each set (held out for benchmarks).")
+        var skip = 20
+        @Option(help: "Most prompts per set after the skipped ones.")
+        var limit: Int?
+        @Option(name: .customLong("max-tokens"), help: "Tokens generated per prompt.")
+        var maxTokens = 128
+        @Option(help: "Worker threads.")
+        var threads = 2
+        @Option(name: .customLong("corpus"), parsing: .upToNextOption, help: "Also count answer-like text of these sets (sharegpt, humaneval, mtbench).")
+        var corpus: [String] = []
+        @Option(name: .customLong("corpus-limit"), help: "Most records read from each corpus.")
+        var corpusLimit = 4_000
+        @Flag(name: .customLong("no-generate"), help: "Count the corpus only (no generation).")
+        var noGenerate = false
+        @Flag(help: "Only print the stored counts' coverage.")
+        var show = false
+        @Flag(help: "Delete the stored counts of this target's vocabulary.")
+        var clear = false
+
+        func run() async throws {
+            let store = try database.open()
+            let bundle = try ModelBundle.load(path: try model.resolve(), threads: threads)
+            let key = VocabTrim.vocabularyKey(bundle.tokenizer)
+            if clear {
+                let n = try ProfileCommand.run { try store.clearTokenCounts(vocabulary: key) }
+                print("deleted \(n) token counts of vocabulary \(key) from \(store.path)")
+                return
+            }
+            if !show {
+                for set in corpus {
+                    // The benchmarks' first --skip prompts stay unseen (ShareGPT's corpus is read in
+                    // file order, its prompts in a seeded order).
+                    let all = try PromptStore().corpus(set, limit: set == "sharegpt" ? corpusLimit : nil)
+                    let texts = Array(all.dropFirst(set == "sharegpt" ? 0 : skip).prefix(corpusLimit))
+                    var counts: [Int32: Int] = [:]
+                    var tokens = 0
+                    for text in texts {
+                        for t in bundle.tokenizer.encode(text, addSpecial: false, parseSpecial: false) { counts[t, default: 0] += 1 }
+                    }
+                    tokens = counts.values.reduce(0, +)
+                    StandardStreams.error("\(set): \(texts.count) texts, \(tokens) tokens\n")
+                    try ProfileCommand.run { try store.addTokenCounts(vocabulary: key, counts) }
+                }
+            }
+            if !show && !noGenerate {
+                let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
+                for set in sets {
+                    var items = Array(try PromptsCommand.items(set, limit: nil).dropFirst(skip))
+                    if let limit { items = Array(items.prefix(limit)) }
+                    var counts: [Int32: Int] = [:]
+                    var tokens = 0
+                    for (i, item) in items.enumerated() {
+                        let prompt = try bundle.chatTokens([ChatMessage(role: "user", content: item.userMessage)])
+                        let r = try generator.generate(promptTokens: prompt, parameters: GenerationParameters(maxTokens: maxTokens))
+                        for t in r.tokens { counts[t, default: 0] += 1 }
+                        tokens += r.tokens.count
+                        StandardStreams.error("\r\(set): \(i + 1)/\(items.count) prompts, \(tokens) tokens")
+                    }
+                    StandardStreams.error("\n")
+                    try ProfileCommand.run { try store.addTokenCounts(vocabulary: key, counts) }
+                }
+            }
+            let counts = try ProfileCommand.run { try store.tokenCounts(vocabulary: key) }
+            let total = counts.reduce(0) { $0 + $1.count }
+            print("vocabulary \(key) (\(bundle.tokenizer.vocabularySize) tokens): \(counts.count) distinct tokens counted, \(total) occurrences, in \(store.path)")
+            var rows = [["keep", "covers"]]
+            for k in [1_024, 2_048, 4_096, 8_192, 16_384, 32_768, 65_536] where k < bundle.tokenizer.vocabularySize {
+                rows.append(["\(k)", String(format: "%.2f %%", 100 * VocabTrim.coverage(counts: counts, keep: k))])
+            }
+            ProfileCommand.printTable(rows, right: [0, 1])
         }
     }
 }

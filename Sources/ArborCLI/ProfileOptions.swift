@@ -11,4 +11,7 @@ struct ProfileOptions: ParsableArguments {
     var noProfile = false
 
     static func dataDirectory() -> URL { ArborPaths.dataDirectory() }
+
+    /// The database path in effect.
+    var databasePath: String { database ?? ArborPaths.profileDatabase().path }
 }

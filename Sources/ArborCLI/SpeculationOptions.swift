@@ -5,8 +5,8 @@ import ArgumentParser
 
 /// Which drafter to speculate with, and the tree budget: shared by `generate` and `bench spec`.
 struct SpeculationOptions: ParsableArguments {
-    @Option(name: .customLong("drafter"), help: "Drafter: none, ngram, suffix or model (model needs --draft).")
-    var drafter: DrafterKind?
+    @Option(name: .customLong("drafter"), help: ArgumentHelp("Drafter: none, ngram, suffix, model (a draft model of the target's vocabulary), cross (a draft model of another vocabulary, drafting through text), or several joined by '+' (suffix+cross: the free drafter every round, the model when it falls short; trees merged). model and cross need --draft.", valueName: "name"))
+    var drafter: String?
     @Option(name: .customLong("draft"), help: ArgumentHelp("Draft model (alias or GGUF path) of the target's vocabulary; implies --drafter model unless --drafter names another (arbor api: requests may still choose it).", valueName: "alias|path"))
     var draftModel: String?
     @Option(name: .customLong("max-nodes"), help: "Most drafted nodes per round.")
@@ -20,17 +20,17 @@ struct SpeculationOptions: ParsableArguments {
     @Option(name: .customLong("max-run-ahead"), help: "Most tokens a remote target may be asked to decode by itself in one exchange, when drafting does not pay (0: never).")
     var maxRunAhead = 32
 
-    enum DrafterKind: String, ExpressibleByArgument, CaseIterable {
-        case none, ngram, suffix, model
-    }
-
-    /// The drafter kind in effect (`--draft` alone means `model`).
-    var kind: DrafterKind {
-        drafter ?? (draftModel != nil ? .model : .none)
+    /// The drafter named in effect (`--draft` alone means `model`).
+    var drafterName: String {
+        drafter ?? (draftModel != nil ? "model" : "none")
     }
 
     func validate() throws {
-        if kind == .model && draftModel == nil { throw ValidationError("--drafter model needs --draft <model>") }
+        do {
+            _ = try DrafterChoice(parsing: drafterName, draftModel: draftModel)
+        } catch {
+            throw ValidationError("--drafter: \(error)")
+        }
         guard maxNodes >= 1, maxDepth >= 1, (maxWidth ?? 1) >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
         guard (0...65535).contains(maxRunAhead) else { throw ValidationError("--max-run-ahead must be 0…65535") }
     }
@@ -39,18 +39,14 @@ struct SpeculationOptions: ParsableArguments {
         // Chains for draft models: measured faster than width-4 trees both locally (HumanEval
         // 1.13× vs 1.01×) and with a remote target at 80 ms (15.6 vs 8.8 tok/s), because a CPU
         // draft model pays for every sibling it scores.
-        let width = maxWidth ?? (kind == .model ? 1 : 4)
+        let width = maxWidth ?? (choice.isModel ? 1 : 4)
         return SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree,
                                         maxRunAhead: maxRunAhead)
     }
 
     /// The drafter choice these options name.
     var choice: DrafterChoice {
-        switch kind {
-        case .none: .none
-        case .ngram: .ngram
-        case .suffix: .suffix
-        case .model: .model(draftModel ?? "")
-        }
+        // validate() has parsed it already.
+        (try? DrafterChoice(parsing: drafterName, draftModel: draftModel)) ?? .none
     }
 }

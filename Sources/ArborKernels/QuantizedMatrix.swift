@@ -143,6 +143,21 @@ public struct QuantizedMatrix: @unchecked Sendable {
         return QuantizedMatrix(self, interleaved: storage)
     }
 
+    /// A copy holding only `rows` of this matrix, in that order (row i of the copy is row
+    /// `rows[i]` here), interleaved for the x8 kernels like the original where it can be. For a
+    /// trimmed output head (VocabTrim): the copy is scored instead of the whole vocabulary.
+    public func selectingRows(_ rows: [Int]) -> QuantizedMatrix {
+        precondition(rows.allSatisfy { $0 >= 0 && $0 < self.rows }, "selectingRows: a row is out of range")
+        guard let storage = InterleavedRows(byteCount: rows.count * rowBytes) else {
+            preconditionFailure("selectingRows: cannot allocate \(rows.count * rowBytes) bytes")
+        }
+        for (i, r) in rows.enumerated() {
+            (storage.pointer + i * rowBytes).copyMemory(from: data + r * rowBytes, byteCount: rowBytes)
+        }
+        let copy = QuantizedMatrix(type: type, rows: rows.count, columns: columns, data: UnsafeRawPointer(storage.pointer), owner: storage)
+        return interleaved == nil ? copy : copy.interleavedForMatmul()
+    }
+
     /// y[b * rows + r] for weight rows r in r0..<r1 and `batch` activation rows (already
     /// quantized to the vec-dot type, `actRowBytes` apart). With an interleaved copy r0 must be a
     /// multiple of 8.

@@ -128,6 +128,13 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
     let tokenEmbedding: QuantizedMatrix  // [vocab, d]
     let output: QuantizedMatrix          // [vocab, d]
     let outputNorm: [Float]              // [d]
+    /// VocabTrim: the vocabulary ids the output rows stand for, when the head was trimmed to
+    /// some of them (every other token's logit is -inf); nil for the whole vocabulary.
+    public let outputTokens: [Int32]?
+    /// Of a trimmed model: the whole head (for `includeOutputTokens`), and the rows of the tokens
+    /// it includes now beside the trimmed ones.
+    private let fullOutput: QuantizedMatrix?
+    private var extraOutput: (tokens: [Int32], rows: QuantizedMatrix)?
     let layers: [DecoderLayer]
     public let pool: ThreadPool
     private let lock = Mutex(())
@@ -135,8 +142,10 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
 
     init(file: GGUFFile, configuration: ModelConfiguration, traits: DecoderTraits,
          tokenEmbedding: QuantizedMatrix, output: QuantizedMatrix, outputNorm: [Float],
-         layers: [DecoderLayer], threads: Int) {
+         layers: [DecoderLayer], threads: Int, outputTokens: [Int32]? = nil, fullOutput: QuantizedMatrix? = nil) {
         self.file = file
+        self.outputTokens = outputTokens
+        self.fullOutput = fullOutput
         self.configuration = configuration
         self.traits = traits
         self.tokenEmbedding = tokenEmbedding
@@ -151,6 +160,35 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         layers.reduce(output.rowBytes * output.rows) { sum, l in
             sum + [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].reduce(0) { $0 + $1.rowBytes * $1.rows }
         }
+    }
+
+    /// A copy of this model whose output head scores only `tokens` (VocabTrim, for a draft
+    /// model): the head is usually the largest matrix a small model reads per token, and a
+    /// drafter rarely needs the rare rows. Every other token gets logit -inf, so probabilities
+    /// are renormalised over the kept tokens. The copy shares the weights (not the head) and has
+    /// its own threads and scratch.
+    public func trimmingOutput(to tokens: [Int32]) throws(ModelError) -> DecoderModel {
+        let v = configuration.vocabularySize
+        var kept = Array(Set(tokens)).sorted()
+        guard !kept.isEmpty, kept.allSatisfy({ $0 >= 0 && Int($0) < v }) else {
+            throw .invalidBatch("a trimmed vocabulary needs 1…\(v) token ids inside the vocabulary")
+        }
+        // Whole groups of 8 rows keep the interleaved kernels (a repeated row scores the same token).
+        while kept.count % 8 != 0 { kept.append(kept[kept.count - 1]) }
+        return DecoderModel(file: file, configuration: configuration, traits: traits, tokenEmbedding: tokenEmbedding,
+                            output: output.selectingRows(kept.map { Int($0) }), outputNorm: outputNorm, layers: layers,
+                            threads: pool.threads, outputTokens: kept, fullOutput: output)
+    }
+
+    /// A trimmed model also scores `tokens` (those not kept already) until the next call: a
+    /// drafter includes its prompt's tokens, which a continuation often copies (a function's
+    /// name, a rare word) even when they are rare in general. No effect on an untrimmed model.
+    public func includeOutputTokens(_ tokens: some Sequence<Int32>) {
+        guard let kept = outputTokens, let fullOutput else { return }
+        let keptSet = Set(kept)
+        let extra = Array(Set(tokens.filter { $0 >= 0 && Int($0) < configuration.vocabularySize && !keptSet.contains($0) })).sorted()
+        let rows = extra.isEmpty ? nil : fullOutput.selectingRows(extra.map { Int($0) })
+        lock.withLock { _ in extraOutput = rows.map { (extra, $0) } }
     }
 
     public func makeCache(capacity: Int) -> any KVCache {
@@ -312,6 +350,29 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for (r, b) in s.logitRows.enumerated() {
                 TransformerOps.rmsNorm(x + (s.offset + b) * d, outputNorm, h + (s.logitOffset + r) * d, count: d, eps: c.rmsEpsilon)
             }
+        }
+        if let kept = outputTokens {
+            // Trimmed head: score the kept rows, then place them in a vocabulary of -inf.
+            let k = output.rows, v = c.vocabularySize
+            var compact = [Float](repeating: 0, count: logitCount * k)
+            compact.withUnsafeMutableBufferPointer { out in
+                matmul(output, h, batch: logitCount, out.baseAddress!, scratch: ws.matmulScratch, pool: pool)
+            }
+            var logits = [Float](repeating: -.infinity, count: logitCount * v)
+            for b in 0..<logitCount {
+                for (i, t) in kept.enumerated() { logits[b * v + Int(t)] = compact[b * k + i] }
+            }
+            if let (tokens, rows) = extraOutput {
+                let e = rows.rows
+                var more = [Float](repeating: 0, count: logitCount * e)
+                more.withUnsafeMutableBufferPointer { out in
+                    matmul(rows, h, batch: logitCount, out.baseAddress!, scratch: ws.matmulScratch, pool: pool)
+                }
+                for b in 0..<logitCount {
+                    for (i, t) in tokens.enumerated() { logits[b * v + Int(t)] = more[b * e + i] }
+                }
+            }
+            return logits
         }
         var logits = [Float](repeating: 0, count: logitCount * c.vocabularySize)
         logits.withUnsafeMutableBufferPointer { out in

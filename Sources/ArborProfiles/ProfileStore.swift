@@ -12,7 +12,8 @@ import Darwin
 /// profile outlives the process that learned it: load it when a request starts, save it when it
 /// ends.
 ///
-/// The schema is one table, created by a `DatabaseMigrator`:
+/// The schema is two tables, created by a `DatabaseMigrator` (the second, `token_count
+/// (vocabulary, token, count)`, holds VocabTrim's counts of the tokens a target produces):
 ///
 /// ```sql
 /// CREATE TABLE profile (
@@ -204,6 +205,47 @@ public final class ProfileStore: Sendable {
         }
     }
 
+    // MARK: Token counts (VocabTrim)
+
+    /// Adds `counts` (token id → occurrences) to the stored counts of `vocabulary` (a
+    /// vocabulary fingerprint, as hex).
+    public func addTokenCounts(vocabulary: String, _ counts: [Int32: Int]) throws(ProfileStoreError) {
+        try write { db in
+            for (token, n) in counts where n > 0 {
+                try db.execute(sql: """
+                    INSERT INTO token_count (vocabulary, token, count) VALUES (?, ?, ?)
+                    ON CONFLICT (vocabulary, token) DO UPDATE SET count = count + excluded.count
+                    """, arguments: [vocabulary, Int(token), n])
+            }
+        }
+    }
+
+    /// The stored counts of `vocabulary`, most frequent first (ties by token id); rows that
+    /// are not a token and a positive count are skipped.
+    public func tokenCounts(vocabulary: String) throws(ProfileStoreError) -> [(token: Int32, count: Int)] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT token, count FROM token_count WHERE vocabulary = ? ORDER BY count DESC, token ASC",
+                             arguments: [vocabulary]).compactMap { row -> (Int32, Int)? in
+                guard let t = Int.fromDatabaseValue(row[0] as DatabaseValue), let n = Int.fromDatabaseValue(row[1] as DatabaseValue),
+                      let token = Int32(exactly: t), token >= 0, n > 0 else { return nil }
+                return (token, n)
+            }
+        }
+    }
+
+    /// Deletes the counts of `vocabulary` (all vocabularies when nil); returns how many rows went.
+    @discardableResult
+    public func clearTokenCounts(vocabulary: String? = nil) throws(ProfileStoreError) -> Int {
+        try write { db in
+            if let vocabulary {
+                try db.execute(sql: "DELETE FROM token_count WHERE vocabulary = ?", arguments: [vocabulary])
+            } else {
+                try db.execute(sql: "DELETE FROM token_count")
+            }
+            return db.changesCount
+        }
+    }
+
     // MARK: Schema
 
     private static var migrator: DatabaseMigrator {
@@ -221,6 +263,18 @@ public final class ProfileStore: Sendable {
                     rounds INTEGER NOT NULL,
                     data TEXT NOT NULL,
                     UNIQUE (device, drafter, server, target)
+                )
+                """)
+        }
+        migrator.registerMigration("v2-token-count") { db in
+            // VocabTrim: how often each token of a vocabulary was produced (by a target, or in a
+            // corpus tokenized with its tokenizer).
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS token_count (
+                    vocabulary TEXT NOT NULL,
+                    token INTEGER NOT NULL,
+                    count INTEGER NOT NULL,
+                    PRIMARY KEY (vocabulary, token)
                 )
                 """)
         }

@@ -153,9 +153,12 @@ public final class Runtime: @unchecked Sendable {
         self.options = options
         self.resolveModel = resolveModel
         self.warn = warn
-        let localName = options.remote != nil ? (options.draftModel ?? options.model) : options.model
+        // With a remote target the local model supplies the target's tokenizer: the draft model
+        // when it shares the target's vocabulary, else the target's own file (mapped, not run).
+        let crossDraft = options.drafter.usesCrossVocabulary
+        let localName = options.remote != nil && !crossDraft ? (options.draftModel ?? options.model) : options.model
         local = try ModelBundle.load(path: try resolveModel(localName), threads: options.threads)
-        if options.remote != nil, let d = options.draftModel { draftBundles[d] = local }
+        if options.remote != nil, !crossDraft, let d = options.draftModel { draftBundles[d] = local }
         if let remote = options.remote {
             target = try .remote(remote, vocabularyHash: local.tokenizer.vocabularyFingerprint)
             host = nil
@@ -232,7 +235,8 @@ public final class Runtime: @unchecked Sendable {
         guard prompt.count + parameters.maxTokens <= contextLength else {
             throw GenerationError.tooLong(promptTokens: prompt.count, maxTokens: parameters.maxTokens, contextLength: contextLength)
         }
-        if case let .model(name) = choice, !draftModels.contains(name) {
+        // Only draft models the runtime was started with (a request must not load arbitrary files).
+        if let name = choice.draftModels.first(where: { !draftModels.contains($0) }) {
             throw RuntimeError.draftModelNotLoaded(name, available: draftModels)
         }
         if let host {

@@ -8,8 +8,8 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .unknownDrafter(s): "unknown drafter '\(s)' (none, ngram, suffix, model or model:<alias|path>)"
-        case .noDraftModel: "the model drafter needs a draft model (--draft <alias|path>)"
+        case let .unknownDrafter(s): "unknown drafter '\(s)' (none, ngram, suffix, model, cross, model:<alias|path>, cross:<alias|path>, or several joined by '+', e.g. suffix+cross)"
+        case .noDraftModel: "the model and cross drafters need a draft model (--draft <alias|path>)"
         case let .draftModelNotLoaded(name, available):
             "draft model '\(name)' is not available here" + (available.isEmpty ? " (none was loaded: start with --draft)" : " (available: \(available.joined(separator: ", ")))")
         case .cancelled: "the request was cancelled"

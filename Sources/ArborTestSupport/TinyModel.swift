@@ -24,6 +24,13 @@ public struct TinyModel: Sendable {
     public var seed: UInt64 = 1
     /// Scales the random weights; larger values make sharper distributions.
     public var weightScale: Float = 0.5
+    /// `.alternate`: another vocabulary for the same text (byte tokens in reverse order, other
+    /// merges), for drafting across vocabularies.
+    public var vocabularyKind: VocabularyKind = .standard
+
+    public enum VocabularyKind: Sendable {
+        case standard, alternate
+    }
 
     public init(_ architecture: Architecture) {
         self.architecture = architecture
@@ -50,10 +57,15 @@ public struct TinyModel: Sendable {
     }()
 
     public static let merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a"]
+    public static let alternateMerges = ["i n", "Ġ a", "e r", "o n", "Ġ t", "Ġt o", "h e", "Ġ in"]
+
+    /// The merges of this model's vocabulary.
+    public var merges: [String] { vocabularyKind == .standard ? Self.merges : Self.alternateMerges }
     public static let specialTokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
     public var vocabulary: [String] {
-        Self.byteAlphabet + Self.merges.map { $0.replacingOccurrences(of: " ", with: "") } + Self.specialTokens
+        (vocabularyKind == .standard ? Self.byteAlphabet : Self.byteAlphabet.reversed())
+            + merges.map { $0.replacingOccurrences(of: " ", with: "") } + Self.specialTokens
     }
 
     public var vocabularySize: Int { vocabulary.count }
@@ -87,7 +99,7 @@ public struct TinyModel: Sendable {
         w.set("tokenizer.ggml.pre", .string("qwen2"))
         w.set("tokenizer.ggml.tokens", .array(.string(vocab)))
         w.set("tokenizer.ggml.token_type", .array(.int32(vocab.indices.map { $0 >= vocab.count - 3 ? 3 : 1 })))
-        w.set("tokenizer.ggml.merges", .array(.string(Self.merges)))
+        w.set("tokenizer.ggml.merges", .array(.string(merges)))
         w.set("tokenizer.ggml.bos_token_id", .uint32(UInt32(endOfText)))
         w.set("tokenizer.ggml.eos_token_id", .uint32(UInt32(vocab.count - 1)))
         w.set("tokenizer.ggml.add_bos_token", .bool(false))
@@ -136,7 +148,7 @@ public struct TinyModel: Sendable {
 
     /// Write the model into `directory` and return its path.
     public func write(to directory: TemporaryDirectory) throws -> String {
-        try writer().write(to: directory.url, name: "tiny-\(architecture.rawValue)-\(seed).gguf").path
+        try writer().write(to: directory.url, name: "tiny-\(architecture.rawValue)-\(seed)\(vocabularyKind == .alternate ? "-alt" : "").gguf").path
     }
 }
 

@@ -45,7 +45,7 @@ public struct StreamingDetokenizer: Sendable {
     }
 
     /// How many bytes at the end of `bytes` are a valid but unfinished UTF-8 sequence (0–3).
-    static func incompleteSuffixLength(_ bytes: [UInt8]) -> Int {
+    public static func incompleteSuffixLength(_ bytes: [UInt8]) -> Int {
         let n = bytes.count
         var i = n - 1
         // Walk back over at most 3 continuation bytes to the lead byte.

@@ -77,12 +77,16 @@ final class TableModel: LanguageModel, @unchecked Sendable {
     let live: [Int32]
     let seed: UInt64
     let spread: Float
+    /// Maps this model's token ids to the ids its table is keyed by: a table over another
+    /// vocabulary can then be the same function of the text.
+    let canonical: [Int32: Int32]
 
-    init(configuration: ModelConfiguration, live: [Int32], seed: UInt64, spread: Float = 1.6) {
+    init(configuration: ModelConfiguration, live: [Int32], seed: UInt64, spread: Float = 1.6, canonical: [Int32: Int32] = [:]) {
         self.configuration = configuration
         self.live = live
         self.seed = seed
         self.spread = spread
+        self.canonical = canonical
     }
 
     func makeCache(capacity: Int) -> any KVCache { TokenCache() }
@@ -90,8 +94,10 @@ final class TableModel: LanguageModel, @unchecked Sendable {
     /// Logits after a sequence ending in `a, b` at position `pos`.
     func logits(a: Int32, b: Int32, position: Int) -> [Float] {
         var out = [Float](repeating: -.infinity, count: configuration.vocabularySize)
+        let a = canonical[a] ?? a, b = canonical[b] ?? b
         for t in live {
-            var r = SplitMix64(seed: seed &* 31 &+ UInt64(bitPattern: Int64(a)) &* 1_000_003 &+ UInt64(bitPattern: Int64(b)) &* 7919 &+ UInt64(position) &* 104_729 &+ UInt64(t))
+            let key = canonical[t] ?? t
+            var r = SplitMix64(seed: seed &* 31 &+ UInt64(bitPattern: Int64(a)) &* 1_000_003 &+ UInt64(bitPattern: Int64(b)) &* 7919 &+ UInt64(position) &* 104_729 &+ UInt64(key))
             out[Int(t)] = (Float(r.next() % 10_000) / 10_000 - 0.5) * 2 * spread
         }
         return out

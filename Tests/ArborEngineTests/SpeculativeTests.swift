@@ -98,6 +98,99 @@ struct SpeculativeGenerationTests {
         }
     }
 
+    @Test("Greedy: a draft model of another vocabulary (drafting through text) reproduces plain greedy",
+          arguments: TinyModel.Architecture.allCases)
+    func crossVocabularyIsLossless(arch: TinyModel.Architecture) throws {
+        try TemporaryDirectory.with { dir in
+            var target = TinyModel(arch)
+            target.contextLength = 512
+            var draft = TinyModel(.llama)
+            draft.vocabularyKind = .alternate
+            draft.contextLength = 512
+            draft.seed = 5
+            let t = try ModelBundle.load(path: try target.write(to: dir), threads: 2)
+            let d = try ModelBundle.load(path: try draft.write(to: dir), threads: 2)
+            #expect(t.tokenizer.vocabularyFingerprint != d.tokenizer.vocabularyFingerprint)
+            #expect(t.tokenizer.encode("the cat", addSpecial: false, parseSpecial: false)
+                    != d.tokenizer.encode("the cat", addSpecial: false, parseSpecial: false))
+            for (i, text) in Self.prompts.enumerated() {
+                let prompt = t.promptTokens(text)
+                for sampling in [SamplingParameters.greedy] {
+                    let p = GenerationParameters(maxTokens: 40, sampling: sampling, stopAtEndOfText: false)
+                    let expected = try plain(t, prompt, p)
+                    for config in [SpeculationConfiguration(budget: .chain(4), adaptive: false), SpeculationConfiguration()] {
+                        let cross = CrossVocabularyDrafter(model: d.model, tokenizer: d.tokenizer, name: "alt", targetTokenizer: t.tokenizer)
+                        let r = try speculative(t, cross, prompt, p, config)
+                        #expect(r.tokens == expected.tokens, "cross-vocabulary \(arch), prompt \(i), adaptive \(config.adaptive)")
+                        #expect(r.text == expected.text)
+                        if !config.adaptive {
+                            let s = try #require(r.stats.speculative)
+                            #expect(s.draftedNodes > 0 && s.draftSteps > 0, "\(s)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("VocabTrim: a trimmed head scores the kept tokens exactly as the whole head, the rest -inf; drafting with it stays lossless")
+    func trimmedHead() throws {
+        try withBundles(.qwen2) { t, d in
+            let kept: [Int32] = [3, 40, 41, 104, 116, 200, 256, 257, Int32(t.tokenizer.vocabularySize - 1)]
+            let trimmed = try d.model.trimmingOutput(to: kept)
+            #expect(trimmed.outputTokens.map(Set.init) == Set(kept))
+            let tokens = d.promptTokens("the cat in the hat")
+            let full = try d.model.forward(.sequential(tokens, startingAt: 0), cache: d.model.makeCache(capacity: 64))
+            let cut = try trimmed.forward(.sequential(tokens, startingAt: 0), cache: trimmed.makeCache(capacity: 64))
+            for r in 0..<tokens.count {
+                let a = full.row(r), b = cut.row(r)
+                for (i, x) in b.enumerated() {
+                    if kept.contains(Int32(i)) { #expect(x == a[a.startIndex + i]) } else { #expect(x == -.infinity) }
+                }
+            }
+            #expect(throws: ModelError.self) { try d.model.trimmingOutput(to: [Int32(t.tokenizer.vocabularySize)]) }
+            // Tokens included for a request (its prompt's) are scored too, exactly.
+            trimmed.includeOutputTokens([50, 51, 3])
+            let more = try trimmed.forward(.sequential(tokens, startingAt: 0), cache: trimmed.makeCache(capacity: 64))
+            let a0 = full.row(0), m0 = more.row(0)
+            #expect(m0[m0.startIndex + 50] == a0[a0.startIndex + 50] && m0[m0.startIndex + 51] == a0[a0.startIndex + 51])
+            #expect(m0[m0.startIndex + 3] == a0[a0.startIndex + 3] && m0[m0.startIndex + 52] == -.infinity)
+            trimmed.includeOutputTokens([])
+            let prompt = t.promptTokens("in a hole in the ground")
+            let p = GenerationParameters(maxTokens: 30, stopAtEndOfText: false)
+            let drafter = try ModelDrafter(model: trimmed, tokenizer: d.tokenizer, name: "trimmed", targetTokenizer: t.tokenizer, targetName: "target")
+            let r = try speculative(t, drafter, prompt, p, SpeculationConfiguration(budget: .chain(3), adaptive: false))
+            #expect(r.tokens == (try plain(t, prompt, p)).tokens)
+        }
+    }
+
+    @Test("Composite drafter: merged trees share prefixes, fit the budget, skip the model when the free tree suffices; lossless")
+    func compositeDrafter() throws {
+        var a = TokenTree(chain: [1, 2, 3], confidences: [0.9, 0.9, 0.9])
+        a.append(token: 7, parent: -1, confidence: 0.05)
+        let b = TokenTree(chain: [1, 2, 4], confidences: [0.95, 0.5, 0.5])
+        let merged = CompositeDrafter.merge(a, b)
+        #expect(merged.tokens == [1, 2, 3, 7, 4] && merged.parents == [-1, 0, 1, -1, 1])
+        #expect(merged.confidences[0] == 0.95)  // the higher confidence of a shared node
+        let chain = CompositeDrafter.fit(merged, .chain(3))
+        #expect(chain.tokens == [1, 2, 3] && chain.maxWidth == 1)
+        let small = CompositeDrafter.fit(merged, DraftBudget(maxNodes: 4, maxDepth: 2, maxWidth: 2))
+        #expect(small.tokens == [1, 2, 7] && small.maxDepth == 2)
+
+        try withBundles(.qwen2) { t, d in
+            for (i, text) in Self.prompts.enumerated() {
+                let prompt = t.promptTokens(text + " " + text + " " + text)
+                let p = GenerationParameters(maxTokens: 40, stopAtEndOfText: false)
+                let model = try ModelDrafter(model: d.model, tokenizer: d.tokenizer, name: "draft", targetTokenizer: t.tokenizer, targetName: "target")
+                let composite = CompositeDrafter([model, SuffixDrafter()])
+                #expect(composite.name == "suffix+model:draft" && composite.costsTimePerStep)
+                let r = try speculative(t, composite, prompt, p, SpeculationConfiguration(budget: DraftBudget(maxNodes: 8, maxDepth: 4, maxWidth: 2), adaptive: false))
+                #expect(r.tokens == (try plain(t, prompt, p)).tokens, "prompt \(i)")
+                #expect(composite.costlyRounds > 0)
+            }
+        }
+    }
+
     @Test("A draft model identical to the target has every chain node accepted")
     func identicalDraftIsFullyAccepted() throws {
         try TemporaryDirectory.with { dir in

@@ -45,4 +45,29 @@ struct SpeculativeIntegrationTests {
             }
         }
     }
+
+    @Test("Drafting across vocabularies (SmolLM2-135M and Gemma 3 270M for the Qwen 1.5B) reproduces plain greedy",
+          .enabled(if: ModelFiles.available(ModelFiles.smollm2) && ModelFiles.available(ModelFiles.gemma3)))
+    func crossVocabularyLossless() throws {
+        let target = try Loaded.bundle(ModelFiles.qwenTarget)
+        let p = GenerationParameters(maxTokens: 48)
+        for alias in [ModelFiles.smollm2, ModelFiles.gemma3] {
+            let draft = try Loaded.bundle(alias)
+            #expect(target.tokenizer.vocabularyFingerprint != draft.tokenizer.vocabularyFingerprint)
+            var accepted = 0
+            for request in Self.requests {
+                let prompt = try target.chatTokens([ChatMessage(role: "user", content: request)])
+                let plain = try TextGenerator(model: target.model, tokenizer: target.tokenizer).generate(promptTokens: prompt, parameters: p)
+                let drafter = CrossVocabularyDrafter(model: draft.model, tokenizer: draft.tokenizer, name: alias, targetTokenizer: target.tokenizer)
+                let r = try SpeculativeGenerator(verifier: LocalVerifier(model: target.model), drafter: drafter, tokenizer: target.tokenizer,
+                                                 configuration: SpeculationConfiguration(budget: .chain(4), adaptive: false))
+                    .generate(promptTokens: prompt, parameters: p)
+                #expect(r.tokens == plain.tokens, "\(alias): diverged at \(zip(r.tokens, plain.tokens).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(r.tokens.count, plain.tokens.count))")
+                #expect(r.text == plain.text && r.finishReason == plain.finishReason)
+                accepted += r.stats.speculative?.acceptedNodes ?? 0
+            }
+            // A small model of another family still agrees with the target on much of the code.
+            #expect(accepted > 10, "\(alias): \(accepted) drafted tokens accepted")
+        }
+    }
 }

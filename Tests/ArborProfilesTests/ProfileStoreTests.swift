@@ -406,6 +406,29 @@ final class Failures: @unchecked Sendable {
     var all: [String] { lock.withLock { items } }
 }
 
+@Suite("Token counts for VocabTrim") struct TokenCountTests {
+    @Test("Counts add up per vocabulary, come back most frequent first, and clear per vocabulary")
+    func countsAccumulate() throws {
+        let scratch = try Scratch()
+        let store = try ProfileStore(path: scratch.file("p.sqlite"))
+        try store.addTokenCounts(vocabulary: "aa", [5: 2, 7: 1, 9: 0])
+        try store.addTokenCounts(vocabulary: "aa", [7: 4, 3: 1])
+        try store.addTokenCounts(vocabulary: "bb", [1: 1])
+        let aa = try store.tokenCounts(vocabulary: "aa")
+        #expect(aa.map(\.token) == [7, 5, 3] && aa.map(\.count) == [5, 2, 1])
+        // Another process (a second connection) sees them; profiles are untouched.
+        let again = try ProfileStore(path: scratch.file("p.sqlite"))
+        #expect(try again.tokenCounts(vocabulary: "aa").count == 3)
+        #expect(try again.list().isEmpty)
+        #expect(try store.clearTokenCounts(vocabulary: "aa") == 3)
+        #expect(try store.tokenCounts(vocabulary: "aa").isEmpty && (try store.tokenCounts(vocabulary: "bb")).count == 1)
+        // Rows that are not counts (written by something else) are skipped, not trusted.
+        let db = try DatabaseQueue(path: scratch.file("p.sqlite"))
+        try db.write { try $0.execute(sql: "INSERT INTO token_count VALUES ('bb', 'x', 3), ('bb', 4, -2), ('bb', 8, 'many')") }
+        #expect(try store.tokenCounts(vocabulary: "bb").map(\.token) == [1])
+    }
+}
+
 @Suite struct ProfilePathsAndKeyTests {
     @Test func dataDirectory() {
         let home = ["HOME": "/home/u"]

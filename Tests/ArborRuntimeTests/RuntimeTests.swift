@@ -52,6 +52,13 @@ struct RuntimeTests {
             #expect(throws: RuntimeError.unknownDrafter("magic")) { try DrafterChoice(parsing: "magic") }
             let parsed = try DrafterChoice(parsing: "model:foo")
             #expect(parsed == .model("foo"))
+            #expect(try DrafterChoice(parsing: "cross", draftModel: "smollm2-135m") == .cross("smollm2-135m"))
+            let composite = try DrafterChoice(parsing: "suffix+cross:smol")
+            #expect(composite == .composite([.suffix, .cross("smol")]) && composite.description == "suffix+cross:smol")
+            #expect(composite.usesCrossVocabulary && composite.isModel && composite.draftModel == "smol")
+            #expect(throws: RuntimeError.noDraftModel) { try DrafterChoice(parsing: "suffix+cross") }
+            #expect(throws: RuntimeError.unknownDrafter("suffix+")) { try DrafterChoice(parsing: "suffix+") }
+            #expect(throws: RuntimeError.unknownDrafter("none+ngram")) { try DrafterChoice(parsing: "none+ngram") }
         }
     }
 

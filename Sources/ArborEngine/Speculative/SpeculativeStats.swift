@@ -24,6 +24,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     /// Time drafting, in the target's forward passes, and turning logits into verdicts.
     public var draftMilliseconds = 0.0
     public var verifyMilliseconds = 0.0
+    /// Draft forward passes (model drafters), for the draft's cost per step.
+    public var draftSteps = 0
     public var samplingMilliseconds = 0.0
     /// Wall time of all rounds (drafting, verifying, bookkeeping, streaming text).
     public var totalMilliseconds = 0.0
@@ -49,6 +51,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     public var acceptanceByDepth: [Double] {
         zip(acceptedByDepth, offeredByDepth).map { $1 > 0 ? Double($0) / Double($1) : 0 }
     }
+    /// Drafting time per draft forward pass (0 for free drafters).
+    public var draftMillisecondsPerStep: Double { draftSteps > 0 ? draftMilliseconds / Double(draftSteps) : 0 }
     /// Emitted tokens per second of round time.
     public var tokensPerSecond: Double { totalMilliseconds > 0 ? Double(emittedTokens) / (totalMilliseconds / 1000) : 0 }
     /// Mean tokens per target pass.
@@ -72,6 +76,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         draftedNodes += tree.count
         acceptedNodes += result.acceptedNodes.count
         self.draftMilliseconds += draftMilliseconds
+        if !round.draftedAhead { draftSteps += round.draft.cost.steps }
         verifyMilliseconds += result.targetMilliseconds
         samplingMilliseconds += result.samplingMilliseconds
         if verifyBatchSizes.count <= result.batchSize {
@@ -96,6 +101,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         case drafter, rounds, plainRounds = "plain_rounds", runAheadRounds = "run_ahead_rounds", runAheadTokens = "run_ahead_tokens", draftedNodes = "drafted_nodes", acceptedNodes = "accepted_nodes"
         case offeredByDepth = "offered_by_depth", acceptedByDepth = "accepted_by_depth", verifyBatchSizes = "verify_batch_sizes"
         case draftMilliseconds = "draft_ms", verifyMilliseconds = "verify_ms", samplingMilliseconds = "sampling_ms"
+        case draftSteps = "draft_steps", draftMillisecondsPerStep = "draft_ms_per_step"
         case totalMilliseconds = "total_ms", emittedTokens = "emitted_tokens"
         case acceptanceRate = "acceptance_rate", meanAcceptedLength = "mean_accepted_length"
         case acceptanceByDepth = "acceptance_by_depth", tokensPerSecond = "tokens_per_second"
@@ -116,6 +122,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         verifyBatchSizes = try c.decode([Int].self, forKey: .verifyBatchSizes)
         draftMilliseconds = try c.decode(Double.self, forKey: .draftMilliseconds)
         verifyMilliseconds = try c.decode(Double.self, forKey: .verifyMilliseconds)
+        draftSteps = try c.decodeIfPresent(Int.self, forKey: .draftSteps) ?? 0
         samplingMilliseconds = try c.decode(Double.self, forKey: .samplingMilliseconds)
         totalMilliseconds = try c.decode(Double.self, forKey: .totalMilliseconds)
         emittedTokens = try c.decode(Int.self, forKey: .emittedTokens)
@@ -139,6 +146,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         try c.encode(verifyBatchSizes, forKey: .verifyBatchSizes)
         try c.encode(draftMilliseconds, forKey: .draftMilliseconds)
         try c.encode(verifyMilliseconds, forKey: .verifyMilliseconds)
+        try c.encode(draftSteps, forKey: .draftSteps)
+        try c.encode(draftMillisecondsPerStep, forKey: .draftMillisecondsPerStep)
         try c.encode(samplingMilliseconds, forKey: .samplingMilliseconds)
         try c.encode(totalMilliseconds, forKey: .totalMilliseconds)
         try c.encode(emittedTokens, forKey: .emittedTokens)
@@ -169,6 +178,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         add(&acceptedByDepth, o.acceptedByDepth)
         add(&verifyBatchSizes, o.verifyBatchSizes)
         draftMilliseconds += o.draftMilliseconds
+        draftSteps += o.draftSteps
         verifyMilliseconds += o.verifyMilliseconds
         samplingMilliseconds += o.samplingMilliseconds
         totalMilliseconds += o.totalMilliseconds

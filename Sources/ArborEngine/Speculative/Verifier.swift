@@ -132,7 +132,7 @@ public enum SpeculativeError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .notStarted: "verify called before begin"
-        case let .vocabularyMismatch(d, t, reason): "draft model \(d) cannot draft for \(t): \(reason)"
+        case let .vocabularyMismatch(d, t, reason): "draft model \(d) cannot draft for \(t) token for token: \(reason) (a model of another vocabulary drafts through text with --drafter cross)"
         case let .treeTooLarge(n, limit): "a tree of \(n) nodes does not fit (limit \(limit))"
         case let .invalidTree(s): "invalid draft tree: \(s)"
         }

@@ -53,6 +53,8 @@ public final class ModelDrafter: Drafter {
 
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {
         sampler = sampling.isGreedy ? nil : try StandardSampler(parameters: sampling)
+        // A trimmed draft head (VocabTrim) also scores the prompt's tokens: answers copy them.
+        (model as? DecoderModel)?.includeOutputTokens(prompt)
         let c = model.makeCache(capacity: prompt.count + 256)
         cache = c
         cachedTokens = []
