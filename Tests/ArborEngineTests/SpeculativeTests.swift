@@ -133,6 +133,26 @@ struct SpeculativeGenerationTests {
         }
     }
 
+    @Test("A cross-vocabulary draft model with a shorter context stops drafting at its end instead of failing")
+    func crossVocabularyDraftContextEnds() throws {
+        try TemporaryDirectory.with { dir in
+            var target = TinyModel(.qwen2)
+            target.contextLength = 512
+            var draft = TinyModel(.llama)
+            draft.vocabularyKind = .alternate
+            draft.contextLength = 48
+            let t = try ModelBundle.load(path: try target.write(to: dir), threads: 2)
+            let d = try ModelBundle.load(path: try draft.write(to: dir), threads: 2)
+            let prompt = t.promptTokens("the cat in the hat")
+            let p = GenerationParameters(maxTokens: 120, stopAtEndOfText: false)
+            let cross = CrossVocabularyDrafter(model: d.model, tokenizer: d.tokenizer, name: "short", targetTokenizer: t.tokenizer)
+            let r = try speculative(t, cross, prompt, p, SpeculationConfiguration(budget: .chain(4), adaptive: false))
+            #expect(r.tokens == (try plain(t, prompt, p)).tokens)
+            let s = try #require(r.stats.speculative)
+            #expect(s.draftedNodes > 0 && s.plainRounds > 0, "\(s)")
+        }
+    }
+
     @Test("VocabTrim: a trimmed head scores the kept tokens exactly as the whole head, the rest -inf; drafting with it stays lossless")
     func trimmedHead() throws {
         try withBundles(.qwen2) { t, d in

@@ -74,8 +74,9 @@ public final class CrossVocabularyDrafter: Drafter {
         committedTargets = []
         heldBytes = 0
         sync(context: prompt)
-        // Read all but the last draft token now (charged to prefill, not to drafting).
-        if let cache, draftContext.count > 1 {
+        // Read all but the last draft token now (charged to prefill, not to drafting). A prompt
+        // longer than the draft model's context is not drafted for at all.
+        if let cache, draftContext.count > 1, fits(extra: 0) {
             let body = draftContext.dropLast()
             _ = try model.prefill(body, cache: cache)
             cachedTokens = Array(body)
@@ -96,7 +97,7 @@ public final class CrossVocabularyDrafter: Drafter {
     public func catchUp(context: [Int32]) throws {
         guard let cache else { return }
         sync(context: context)
-        if heldBytes == 0, !draftContext.isEmpty { _ = try feedContext(cache: cache) }
+        if heldBytes == 0, !draftContext.isEmpty, fits(extra: 0) { _ = try feedContext(cache: cache) }
         lastContextCount = context.count
         lastDepth = 0
     }
@@ -107,8 +108,10 @@ public final class CrossVocabularyDrafter: Drafter {
         let start = Clock.now
         let lagging = context.count - lastContextCount > lastDepth + 1
         sync(context: context)
-        // An unfinished character at the end of the text: its continuation is not text yet.
-        guard heldBytes == 0, !draftContext.isEmpty else { return Draft() }
+        // An unfinished character at the end of the text: its continuation is not text yet. Near
+        // the end of the draft model's context (its tokens are usually more numerous than the
+        // target's) drafting stops rather than fail the generation.
+        guard heldBytes == 0, !draftContext.isEmpty, fits(extra: 2 * min(budget.maxDepth, budget.maxNodes) + 2) else { return Draft() }
         var logits = try feedContext(cache: cache)
         let catchUpMilliseconds = lagging ? Clock.millisecondsSince(start) : 0
         lastSteps = 1
@@ -152,6 +155,11 @@ public final class CrossVocabularyDrafter: Drafter {
         }
         let tree = TokenTree(chain: Array(translated.prefix(keep)), confidences: confidences)
         return Draft(tree: tree, cost: DraftCost(catchUpMilliseconds: catchUpMilliseconds, steps: lastSteps))
+    }
+
+    /// Whether the draft context plus `extra` drafted tokens fits the draft model's context.
+    private func fits(extra: Int) -> Bool {
+        draftContext.count + extra <= model.configuration.contextLength
     }
 
     // MARK: Text
