@@ -337,11 +337,10 @@ extension ProfileCommand {
                     let all = try PromptStore().corpus(set, limit: set == "sharegpt" ? corpusLimit : nil)
                     let texts = Array(all.dropFirst(set == "sharegpt" ? 0 : skip).prefix(corpusLimit))
                     var counts: [Int32: Int] = [:]
-                    var tokens = 0
                     for text in texts {
                         for t in bundle.tokenizer.encode(text, addSpecial: false, parseSpecial: false) { counts[t, default: 0] += 1 }
                     }
-                    tokens = counts.values.reduce(0, +)
+                    let tokens = counts.values.reduce(0, +)
                     StandardStreams.error("\(set): \(texts.count) texts, \(tokens) tokens\n")
                     try ProfileCommand.run { try store.addTokenCounts(vocabulary: key, counts) }
                 }
