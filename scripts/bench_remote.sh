@@ -11,6 +11,7 @@
 #   suffix   remote, --drafter suffix
 #   draft    remote, --draft DRAFT       (the draft model runs in the client; chains by default)
 #   tree     remote, --draft DRAFT --max-width 4 (draft-model trees, for comparison)
+#   cross    remote, --drafter cross --draft CROSS_DRAFT (another vocabulary, drafting through text)
 #
 #   scripts/bench_remote.sh [--out FILE.json]
 #
@@ -21,6 +22,7 @@
 # with --out the runs and the table go to FILE.json too.
 #
 # Environment: ARBOR=.build/release/arbor TARGET=qwen2.5-coder-1.5b DRAFT=qwen2.5-coder-0.5b
+#   CROSS_DRAFT=smollm2-135m
 #   N=64 DELAYS="0 20 80" MODES="local none suffix draft" RATE=20mbit PORT=7000
 #   PROMPTS_FILE=<one chat prompt per line> (default: three short coding prompts)
 #   WARMUP=1 (one short untimed local and remote run first) SERVER_WAIT=300 RUN_TIMEOUT=900 (s)
@@ -40,6 +42,7 @@ done
 ARBOR=${ARBOR:-.build/release/arbor}
 TARGET=${TARGET:-qwen2.5-coder-1.5b}
 DRAFT=${DRAFT:-qwen2.5-coder-0.5b}
+CROSS_DRAFT=${CROSS_DRAFT:-smollm2-135m}
 N=${N:-64}
 DELAYS=${DELAYS:-0 20 80}
 MODES=${MODES:-local none suffix draft}
@@ -151,7 +154,7 @@ import json, sys
 runs_path, out_path, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 config = {k: int(v) if v.isdigit() else v for k, v in config.items()}
 runs = [json.loads(l) for l in open(runs_path) if l.strip()]
-order = {m: i for i, m in enumerate(["local", "none", "suffix", "draft", "tree"])}
+order = {m: i for i, m in enumerate(["local", "none", "suffix", "draft", "tree", "cross"])}
 local_tokens = {r["prompt"]: r.get("tokens_sha256") for r in runs if r["mode"] == "local" and "error" not in r}
 groups = {}
 for r in runs:
@@ -223,6 +226,7 @@ remote_args() { # mode
         suffix) echo "--drafter suffix" ;;
         draft) echo "--draft $DRAFT" ;;
         tree) echo "--draft $DRAFT --max-width 4" ;;
+        cross) echo "--drafter cross --draft $CROSS_DRAFT" ;;
         *) die "unknown mode $1" ;;
     esac
 }

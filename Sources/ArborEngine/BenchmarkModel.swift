@@ -113,23 +113,31 @@ public final class ModelBenchmark {
 
     // MARK: - Prefill
 
-    /// Wall time of reading `prompt` into an empty cache in forward calls of `chunk` tokens
-    /// (`chunk >= prompt.count`: one call), logits for the last token only. The cache is emptied
-    /// first and left holding the prompt.
+    /// Wall time of reading `prompt` into an empty cache the way the engine reads prompts
+    /// (`LanguageModel.prefill`): forward calls of `chunk` tokens (`chunk >= prompt.count`: one
+    /// call), each computing its last token's logits only. The cache is emptied first and left
+    /// holding the prompt.
     public func prefill(prompt: [Int32], chunk: Int, cache: any KVCache) throws(ModelError) -> Double {
         precondition(!prompt.isEmpty)
         cache.truncate(to: 0)
-        let step = max(1, chunk)
         let start = BenchmarkClock.now
-        var offset = 0
-        while offset < prompt.count {
-            let end = min(offset + step, prompt.count)
-            _ = try model.forward(
-                .sequential(Array(prompt[offset..<end]), startingAt: offset, lastLogitsOnly: end == prompt.count),
-                cache: cache)
-            offset = end
-        }
+        try model.prefill(prompt, cache: cache, chunk: max(1, chunk))
         return BenchmarkClock.milliseconds(since: start)
+    }
+
+    /// Whether the last prompt token's logits come out bit-identical when the prompt is read in
+    /// calls of `chunk` tokens and when everything before it is read in one call and the last
+    /// token alone (a decode step over the whole cache, which splits long attention lists across
+    /// threads). Untimed; leaves the cache holding the prompt.
+    public func prefillIsBatchInvariant(prompt: [Int32], chunk: Int, cache: any KVCache) throws(ModelError) -> Bool {
+        precondition(prompt.count >= 2)
+        cache.truncate(to: 0)
+        let chunked = try model.prefill(prompt, cache: cache, chunk: max(1, chunk))
+        cache.truncate(to: 0)
+        let n = prompt.count - 1
+        _ = try model.forward(.sequential(Array(prompt[0..<n]), startingAt: 0, lastLogitsOnly: true), cache: cache)
+        let alone = try model.forward(.sequential([prompt[n]], startingAt: n), cache: cache)
+        return chunked.map { Array($0.row($0.rowCount - 1)) } == Array(alone.row(0))
     }
 
     // MARK: - Batch scoring

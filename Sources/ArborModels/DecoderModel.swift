@@ -414,12 +414,20 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
     }
 
+    /// At most this many tokens share one attention work item.
+    static let attentionTokensPerItem = 8
+
     /// Scaled dot-product attention for every (token, head), in parallel, with llama.cpp's
-    /// flash-attention numerics (see `arbor_attend_f16`). Each token sees the
+    /// flash-attention numerics in fixed segments and chunks (see `arbor_attend`). Each token sees the
     /// committed entries `0..<base` (within the sliding window where it applies) and the batch
     /// entries its mask allows, always in slot order: a token scored inside a tree visits the
     /// same keys in the same order as when decoded alone on its path, so its result is
     /// bit-identical.
+    ///
+    /// When a batch has too few (token, key/value head) pairs to keep the threads busy and its
+    /// lists are long (decoding after a long prompt), the segments of one list go to different
+    /// threads and are merged in order afterwards (flash-decoding); the kernel's fixed segments
+    /// make that split invisible in the result.
     private func attention(layerIndex l: Int, segment s: Segment) {
         let batch = s.batch, visible = s.visible, cache = s.cache, base = s.base
         let c = configuration
@@ -432,18 +440,16 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         let scoreScale: Float = traits.queryScale == nil ? 1 / Float(hs).squareRoot() : 1
         let keys = cache.keys[l], values = cache.values[l], positions = cache.positions
         let stride = ws.scoreStride
-        // One work item per (token, key/value head): the `groups` query heads sharing a key/value
-        // head widen each F16 key and value row once (GQA), with each query's arithmetic unchanged.
-        pool.parallelFor(n * c.headCountKV) { item in
-            let b = item / c.headCountKV, kvHead = item % c.headCountKV
-            let firstHead = kvHead * groups
-            let q = UnsafePointer(ws.q + (s.offset + b) * c.queryDimension + firstHead * hs)
-            let slots = ws.slots + item * stride
+        // Each token's slot list, shared by all key/value heads.
+        pool.parallelFor(n) { b in
+            let slots = ws.slots + b * stride
             let pos = Int(batch.positions[b])
             var m = 0
             let shared = batch.cacheVisibility?.sharedPrefix ?? base
-            for j in 0..<shared where pos - Int(positions[j]) < window {
-                slots[m] = Int32(j); m += 1
+            if window == Int.max {
+                for j in 0..<shared { slots[m] = Int32(j); m += 1 }
+            } else {
+                for j in 0..<shared where pos - Int(positions[j]) < window { slots[m] = Int32(j); m += 1 }
             }
             if let extra = batch.cacheVisibility?.extraSlots[b] {
                 for j in extra where pos - Int(positions[j]) < window {
@@ -453,14 +459,66 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
             for v in visible[b] where pos - Int(batch.positions[v]) < window {
                 slots[m] = Int32(base + v); m += 1
             }
-            let out = ws.attn + (s.offset + b) * (c.headCount * vs) + firstHead * vs
-            let scratch = item * groups
-            arbor_attend_f16_group(
-                q, Int64(groups),
-                UnsafeRawPointer(keys + kvHead * hs).assumingMemoryBound(to: UInt16.self), Int64(kvDim),
-                UnsafeRawPointer(values + kvHead * vs).assumingMemoryBound(to: UInt16.self), Int64(vDim),
-                slots, Int64(m), Int64(hs), Int64(vs), scoreScale,
-                ws.q16 + scratch * hs, ws.acc16 + scratch * vs, out)
+            ws.slotCounts[b] = Int64(m)
+        }
+        let items = n * c.headCountKV
+        let stateSize = Int(arbor_attend_state_size(Int64(groups), Int64(vs)))
+        let segmentLength = Int(ARBOR_ATTEND_SEGMENT)
+        let segments = (Int((0..<n).map { ws.slotCounts[$0] }.max()!) + segmentLength - 1) / segmentLength
+        // One work item per (token, key/value head): the `groups` query heads sharing a key/value
+        // head widen each F16 key and value row once (GQA).
+        func query(_ item: Int) -> UnsafePointer<Float> {
+            let b = item / c.headCountKV, kvHead = item % c.headCountKV
+            return UnsafePointer(ws.q + (s.offset + b) * c.queryDimension + kvHead * groups * hs)
+        }
+        func output(_ item: Int) -> UnsafeMutablePointer<Float> {
+            let b = item / c.headCountKV, kvHead = item % c.headCountKV
+            return ws.attn + (s.offset + b) * (c.headCount * vs) + kvHead * groups * vs
+        }
+        let kvKeys = { (kvHead: Int) in UnsafeRawPointer(keys + kvHead * hs).assumingMemoryBound(to: UInt16.self) }
+        let kvValues = { (kvHead: Int) in UnsafeRawPointer(values + kvHead * vs).assumingMemoryBound(to: UInt16.self) }
+        if segments <= 1 || items >= 2 * pool.threads {
+            // Several consecutive tokens per work item when there are plenty: the cache rows they
+            // all see are widened from F16 once for all of them (prompts; large trees).
+            let perItem = max(1, min(Self.attentionTokensPerItem, items / (4 * pool.threads)))
+            let tokenGroups = (n + perItem - 1) / perItem
+            pool.parallelFor(tokenGroups * c.headCountKV) { item in
+                let kvHead = item / tokenGroups, first = (item % tokenGroups) * perItem
+                let t = min(perItem, n - first)
+                let lists = ws.slots + first * stride
+                var shared = Int(ws.slotCounts[first])
+                for i in 1..<t {
+                    let other = lists + i * stride
+                    var j = 0
+                    while j < shared, other[j] == lists[j] { j += 1 }
+                    shared = min(j, Int(ws.slotCounts[first + i]))
+                }
+                arbor_attend_many(
+                    Int64(t), query(first * c.headCountKV + kvHead), Int64(c.queryDimension), Int64(groups),
+                    kvKeys(kvHead), Int64(kvDim), kvValues(kvHead), Int64(vDim),
+                    lists, Int64(stride), ws.slotCounts + first, Int64(shared), Int64(hs), Int64(vs), scoreScale,
+                    ws.attendScratch + item * perItem * 2 * stateSize, output(first * c.headCountKV + kvHead),
+                    Int64(c.headCount * vs))
+            }
+            return
+        }
+        let partials = ws.partials(count: items * segments * stateSize)
+        pool.parallelFor(items * segments) { work in
+            let item = work / segments, k = work % segments
+            let b = item / c.headCountKV, kvHead = item % c.headCountKV
+            let start = k * segmentLength, m = Int(ws.slotCounts[b])
+            guard start < m || k == 0 else { return }
+            arbor_attend_partial(
+                query(item), Int64(groups), kvKeys(kvHead), Int64(kvDim), kvValues(kvHead), Int64(vDim),
+                ws.slots + b * stride + start, Int64(m - start), Int64(hs), Int64(vs), scoreScale,
+                partials + work * stateSize)
+        }
+        pool.parallelFor(items) { item in
+            let b = item / c.headCountKV
+            let state = partials + item * segments * stateSize
+            let used = max(1, (Int(ws.slotCounts[b]) + segmentLength - 1) / segmentLength)
+            for k in 1..<used { arbor_attend_merge(Int64(groups), Int64(vs), state, state + k * stateSize) }
+            arbor_attend_finish(Int64(groups), Int64(vs), state, output(item))
         }
     }
 }
@@ -480,9 +538,11 @@ final class Workspace: @unchecked Sendable {
     var up = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ff]
     var ropeGlobal = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ropeDims]
     var ropeLocal = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n, ropeDims]
-    var q16 = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)  // [n × heads, keyLength]
-    var acc16 = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)  // [n × heads, valueLength]
-    var slots = UnsafeMutablePointer<Int32>.allocate(capacity: 1)  // [n × heads, scoreStride]
+    var attendScratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)  // [n × kvHeads, 2 states]
+    var slots = UnsafeMutablePointer<Int32>.allocate(capacity: 1)  // [n, scoreStride]
+    var slotCounts = UnsafeMutablePointer<Int64>.allocate(capacity: 1)  // [n]
+    private var partialStates = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var partialCapacity = 1
     let matmulScratch = MatmulScratch()
     let groupScratch = MatmulGroupScratch()
 
@@ -512,11 +572,12 @@ final class Workspace: @unchecked Sendable {
             ropeGlobal = alloc(c.ropeDimensionCount)
             ropeLocal = alloc(c.ropeDimensionCount)
             slots.deallocate()
-            slots = .allocate(capacity: batchCapacity * c.headCountKV * scoreStride)
-            q16.deallocate()
-            q16 = .allocate(capacity: batchCapacity * c.headCount * c.keyLength)
-            acc16.deallocate()
-            acc16 = .allocate(capacity: batchCapacity * c.headCount * c.valueLength)
+            slots = .allocate(capacity: batchCapacity * scoreStride)
+            slotCounts.deallocate()
+            slotCounts = .allocate(capacity: batchCapacity)
+            let state = Int(arbor_attend_state_size(Int64(c.headCount / c.headCountKV), Int64(c.valueLength)))
+            attendScratch.deallocate()
+            attendScratch = .allocate(capacity: (batchCapacity + DecoderModel.attentionTokensPerItem) * c.headCountKV * 2 * state)
         }
     }
 
@@ -528,7 +589,18 @@ final class Workspace: @unchecked Sendable {
     deinit {
         release()
         slots.deallocate()
-        q16.deallocate()
-        acc16.deallocate()
+        slotCounts.deallocate()
+        attendScratch.deallocate()
+        partialStates.deallocate()
+    }
+
+    /// Segment states of split attention, grown on demand.
+    func partials(count: Int) -> UnsafeMutablePointer<Float> {
+        if count > partialCapacity {
+            partialStates.deallocate()
+            partialCapacity = max(count, partialCapacity * 2)
+            partialStates = .allocate(capacity: partialCapacity)
+        }
+        return partialStates
     }
 }

@@ -65,6 +65,67 @@ struct DecoderTests {
         }
     }
 
+    @Test("Long contexts: logits do not depend on chunking, thread count or splitting a list across threads",
+          arguments: TinyModel.Architecture.allCases)
+    func longContextInvariance(arch: TinyModel.Architecture) throws {
+        // 1,200 tokens: lists of up to three attention segments (512 slots each).
+        var tiny = TinyModel(arch)
+        tiny.contextLength = 1400  // F32 weights: Q8 activations could hide a last-bit difference
+        let dir = try TemporaryDirectory()
+        let file = try tiny.write(to: dir)
+        let models = try [1, 2, 3].map { try ModelRegistry.load(path: file, threads: $0) }
+        var rng = SplitMix64(seed: 11)
+        let tokens = (0..<1200).map { _ in Int32(rng.next() % UInt64(tiny.vocabularySize - 3)) }
+        func rows(_ l: Logits, _ range: Range<Int>) -> [[Float]] { range.map { Array(l.row($0)) } }
+        func delta(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max()! }
+
+        // One call on 2 threads; 256-token chunks on 3 threads; then token by token on 1 thread.
+        let whole = models[1].makeCache(capacity: 1400)
+        let all = rows(try models[1].forward(.sequential(tokens, startingAt: 0), cache: whole), 0..<1200)
+        let chunked = models[2].makeCache(capacity: 1400)
+        var chunkRows: [[Float]] = []
+        for start in stride(from: 0, to: 1200, by: 256) {
+            let part = Array(tokens[start..<min(1200, start + 256)])
+            chunkRows += rows(try models[2].forward(.sequential(part, startingAt: start), cache: chunked), 0..<part.count)
+        }
+        let worstRow = (0..<1200).max { delta(chunkRows[$0], all[$0]) < delta(chunkRows[$1], all[$1]) }!
+        #expect(chunkRows == all, "256-token chunks on 3 threads differ from one call on 2 threads: row \(worstRow), max |Δ| \(delta(chunkRows[worstRow], all[worstRow]))")
+        let single = models[0].makeCache(capacity: 1400)
+        _ = try models[0].forward(.sequential(Array(tokens[0..<1170]), startingAt: 0), cache: single)
+        for i in 1170..<1200 {
+            let row = Array(try models[0].forward(.sequential([tokens[i]], startingAt: i), cache: single).row(0))
+            #expect(row == all[i], "token \(i) decoded alone on 1 thread: max |Δ| \(delta(row, all[i]))")
+        }
+
+        // Decoding after the long prompt: one (token, head) pair per key/value head, so on 2 and
+        // 3 threads each list is split into segments across threads; on 1 thread it is not.
+        let next = try models.map { model in
+            let cache = model.makeCache(capacity: 1400)
+            _ = try model.forward(.sequential(tokens, startingAt: 0), cache: cache)
+            return Array(try model.forward(.sequential([7], startingAt: 1200), cache: cache).row(0))
+        }
+        #expect(next[0] == next[1], "decode after 1,200 tokens, 1 vs 2 threads: max |Δ| \(delta(next[0], next[1]))")
+        #expect(next[0] == next[2], "decode after 1,200 tokens, 1 vs 3 threads: max |Δ| \(delta(next[0], next[2]))")
+
+        // A tree after the long prompt equals its paths decoded alone (one token, its list split
+        // across threads). Two chains of 24 from one root, interleaved in the batch: a work item
+        // takes several nodes, widens the rows they all see once, and the chains' lists differ
+        // over more than a chunk (16 slots), so a wrong shared prefix would show.
+        let parents = [-1, 0, 0] + (3..<49).map { $0 - 2 }
+        let nodes: [Int32] = (0..<49).map { Int32(100 + $0) }
+        let positions = nodes.indices.map { Int32(1200 + path(to: $0, parents).count - 1) }
+        let tree = try models[1].forward(ForwardBatch(tokens: nodes, positions: positions, mask: .tree(parents: parents)), cache: whole)
+        for node in nodes.indices {
+            whole.truncate(to: 1200)
+            var last: Logits!
+            for (k, i) in path(to: node, parents).enumerated() {
+                last = try models[1].forward(ForwardBatch(tokens: [nodes[i]], positions: [Int32(1200 + k)]), cache: whole)
+            }
+            let alone = Array(last.row(0)), inTree = Array(tree.forToken(node)!)
+            #expect(alone == inTree, "tree node \(node) after 1,200 tokens: max |Δ| \(delta(alone, inTree))")
+        }
+    }
+
     @Test("keepPath moves a verified path into place; continuing equals direct decoding", arguments: TinyModel.Architecture.allCases)
     func keepPath(arch: TinyModel.Architecture) throws {
         let (model, _, dir) = try tinyModel(arch)
