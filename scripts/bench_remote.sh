@@ -23,6 +23,8 @@
 #
 # Environment: ARBOR=.build/release/arbor TARGET=qwen2.5-coder-1.5b DRAFT=qwen2.5-coder-0.5b
 #   CROSS_DRAFT=smollm2-135m
+#   REMOTE_ARGS="--max-run-ahead 0"  extra client arguments for every remote mode (this one makes
+#                                    `none` one token per round trip, without run-ahead rounds)
 #   N=64 DELAYS="0 20 80" MODES="local none suffix draft" RATE=20mbit PORT=7000
 #   PROMPTS_FILE=<one chat prompt per line> (default: three short coding prompts)
 #   WARMUP=1 (one short untimed local and remote run first) SERVER_WAIT=300 RUN_TIMEOUT=900 (s)
@@ -271,7 +273,7 @@ for d in $DELAYS; do
         [ "$mode" = local ] && continue
         # shellcheck disable=SC2046
         for i in "${!prompts[@]}"; do
-            measure "$d" "$mode" "$i" "${cli_cmd[@]}" --target-host "$host" $(remote_args "$mode") \
+            measure "$d" "$mode" "$i" "${cli_cmd[@]}" --target-host "$host" $(remote_args "$mode") ${REMOTE_ARGS:-} \
                 --chat "${prompts[$i]}" --max-tokens "$N"
         done
     done

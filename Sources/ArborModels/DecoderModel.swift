@@ -465,8 +465,8 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         let stateSize = Int(arbor_attend_state_size(Int64(groups), Int64(vs)))
         let segmentLength = Int(ARBOR_ATTEND_SEGMENT)
         let segments = (Int((0..<n).map { ws.slotCounts[$0] }.max()!) + segmentLength - 1) / segmentLength
-        // One work item per (token, key/value head): the `groups` query heads sharing a key/value
-        // head widen each F16 key and value row once (GQA).
+        // Work is per key/value head: the `groups` query heads sharing it (GQA) are computed
+        // together, so each F16 key and value row is widened once for all of them.
         func query(_ item: Int) -> UnsafePointer<Float> {
             let b = item / c.headCountKV, kvHead = item % c.headCountKV
             return UnsafePointer(ws.q + (s.offset + b) * c.queryDimension + kvHead * groups * hs)
