@@ -477,6 +477,9 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
         }
         let kvKeys = { (kvHead: Int) in UnsafeRawPointer(keys + kvHead * hs).assumingMemoryBound(to: UInt16.self) }
         let kvValues = { (kvHead: Int) in UnsafeRawPointer(values + kvHead * vs).assumingMemoryBound(to: UInt16.self) }
+        // Without a window every list starts with the same cache slots 0..<commonPrefix; only
+        // what follows needs comparing to find the prefix a group of tokens shares.
+        let commonPrefix = window == Int.max ? (batch.cacheVisibility?.sharedPrefix ?? base) : 0
         if segments <= 1 || items >= 2 * pool.threads {
             // Several consecutive tokens per work item when there are plenty: the cache rows they
             // all see are widened from F16 once for all of them (prompts; large trees).
@@ -489,7 +492,7 @@ public final class DecoderModel: LanguageModel, @unchecked Sendable {
                 var shared = Int(ws.slotCounts[first])
                 for i in 1..<t {
                     let other = lists + i * stride
-                    var j = 0
+                    var j = min(commonPrefix, shared)
                     while j < shared, other[j] == lists[j] { j += 1 }
                     shared = min(j, Int(ws.slotCounts[first + i]))
                 }

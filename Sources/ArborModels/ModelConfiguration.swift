@@ -1,4 +1,5 @@
 import ArborGGUF
+import CArborKernels
 
 /// Hyperparameters of a decoder-only transformer, read from GGUF metadata and validated.
 public struct ModelConfiguration: Codable, Sendable, Equatable {
@@ -70,6 +71,9 @@ public struct ModelConfiguration: Codable, Sendable, Equatable {
         try check(headCount > 0 && headCountKV > 0 && headCount % headCountKV == 0,
                   "head counts \(headCount)/\(headCountKV) must be positive with query heads a multiple of key/value heads")
         try check(keyLength > 0 && keyLength % 2 == 0 && valueLength > 0, "head sizes \(keyLength)/\(valueLength)")
+        let largest = Int(ARBOR_ATTEND_MAX_DIM)
+        try check(keyLength <= largest && valueLength <= largest,
+                  "head sizes \(keyLength)/\(valueLength): the attention kernel takes heads of at most \(largest)")
         try check(ropeDimensionCount > 0 && ropeDimensionCount <= keyLength && ropeDimensionCount % 2 == 0,
                   "rope dimension count \(ropeDimensionCount)")
         try check(rmsEpsilon > 0 && rmsEpsilon < 1, "rms epsilon \(rmsEpsilon)")

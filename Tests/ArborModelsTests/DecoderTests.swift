@@ -209,5 +209,13 @@ struct DecoderTests {
         shape.set(.headCount, .uint32(5))  // 64 is not divisible into 5 heads of 16
         let shapePath = try shape.write(to: dir.url, name: "shape.gguf").path
         #expect(throws: ModelError.self) { try ModelRegistry.load(path: shapePath) }
+
+        var wide = TinyModel(.gemma3)
+        wide.headSize = 512  // more than the attention kernel's 256
+        let widePath = try wide.write(to: dir)
+        #expect(throws: ModelError.badConfiguration(
+            path: widePath, reason: "head sizes 512/512: the attention kernel takes heads of at most 256")) {
+            try ModelRegistry.load(path: widePath)
+        }
     }
 }
