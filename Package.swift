@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/CoreOffice/XMLCoder", from: "0.18.2"),
     ],
     targets: [
         // GGUF container: memory-mapped reader, metadata, tensor infos, tensor types.
@@ -103,10 +105,22 @@ let package = Package(
             resources: [.copy("UI")],
             swiftSettings: nativeSwift
         ),
+        // Benchmarking and evaluation: one clock, resource readings, reports (table, JSON, CSV),
+        // model and speculative benchmarks, experiment configs (YAML, AutoDraft's XML) and
+        // their resumable runner, HumanEval checks in a sandbox.
+        .target(
+            name: "ArborBench",
+            dependencies: [
+                "ArborEngine", "ArborModels", "ArborKernels", "ArborTokenizers", "ArborRuntime", "ArborProfiles", "ArborStore",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "XMLCoder", package: "XMLCoder"),
+            ],
+            swiftSettings: nativeSwift
+        ),
         .executableTarget(
             name: "ArborCLI",
             dependencies: [
-                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote", "ArborProfiles", "ArborRuntime", "ArborHTTP",
+                "ArborEngine", "ArborModels", "ArborStore", "ArborServer", "ArborRemote", "ArborProfiles", "ArborRuntime", "ArborHTTP", "ArborBench",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -120,6 +134,7 @@ let package = Package(
         .testTarget(name: "ArborModelsTests", dependencies: ["ArborModels", "ArborTestSupport"]),
         .testTarget(name: "ArborEngineTests", dependencies: ["ArborEngine", "ArborTestSupport"]),
         .testTarget(name: "ArborStoreTests", dependencies: ["ArborStore", "ArborTestSupport"]),
+        .testTarget(name: "ArborBenchTests", dependencies: ["ArborBench", "ArborEngine", "ArborTestSupport"]),
         .testTarget(name: "ArborRuntimeTests", dependencies: ["ArborRuntime", "ArborEngine", "ArborHost", "ArborTestSupport"]),
         .testTarget(
             name: "ArborProfilesTests",

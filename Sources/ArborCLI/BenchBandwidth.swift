@@ -1,3 +1,4 @@
+import ArborBench
 import ArborEngine
 import ArborStore
 import ArgumentParser
@@ -142,7 +143,7 @@ struct BenchBandwidthCommand: AsyncParsableCommand {
             method: "GB/s = buffer bytes / wall time of one pass, \(BenchOutput.threadCount(options.threads)) summing 16 MiB chunks of floats with SIMD"
                 + (decoding ? "; each round: one decode run (as bench decode), then \(passes) passes" : ""),
             gbPerSecond: gbs, runs: runs, model: loaded?.info, limit: limit, decode: decode,
-            peakRssMib: BenchmarkProcess.peakRSSMiB, loadAverage: load)
+            peakRssMib: ProcessResources.peakRSSMiB, loadAverage: load)
         if options.json {
             try BenchOutput.printJSON(report)
         } else {

@@ -1,3 +1,4 @@
+import ArborBench
 import ArborEngine
 import ArborModels
 import ArgumentParser
@@ -86,12 +87,12 @@ struct BenchBatchCommand: AsyncParsableCommand {
         for round in 0..<(options.warmup + options.repeats) {
             for s in shapes.indices {
                 for (k, b) in sizeList.enumerated() {
-                    let cpu = BenchmarkProcess.cpuMilliseconds
+                    let cpu = ProcessResources.cpuMilliseconds
                     let ms = try bench.score(batches[s][k], context: context, cache: cache)
-                    let cpuMs = BenchmarkProcess.cpuMilliseconds - cpu
+                    let cpuMs = ProcessResources.cpuMilliseconds - cpu
                     if round >= options.warmup {
                         runs[s][k].append(BenchRun(ms: ms, tokensPerSecond: Double(b) / (ms / 1000), cpuMs: cpuMs,
-                                                   peakRssMib: BenchmarkProcess.peakRSSMiB))
+                                                   peakRssMib: ProcessResources.peakRSSMiB))
                     }
                 }
             }
@@ -112,7 +113,7 @@ struct BenchBatchCommand: AsyncParsableCommand {
         let report = Report(
             model: loaded.info, settings: options.settings, context: context, logits: rows,
             method: "wall time of one forward call scoring B tokens after a \(context)-token context; cache truncated back to \(context) after each call",
-            shapes: results, peakRssMib: BenchmarkProcess.peakRSSMiB, loadAverage: load)
+            shapes: results, peakRssMib: ProcessResources.peakRSSMiB, loadAverage: load)
         if options.json {
             try BenchOutput.printJSON(report)
         } else {

@@ -1,3 +1,4 @@
+import ArborBench
 import ArgumentParser
 
 /// `arbor bench`: speed measurements of the engine and the machine.

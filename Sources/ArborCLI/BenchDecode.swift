@@ -1,3 +1,4 @@
+import ArborBench
 import ArborEngine
 import ArgumentParser
 import Foundation
@@ -62,7 +63,7 @@ struct BenchDecodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let startup = BenchmarkProcess.millisecondsSinceStart
+        let startup = ProcessResources.millisecondsSinceStart
         var load = BenchLoad.starting()
         let loaded = try BenchLoadedModel.load(model.model, threads: options.threads)
         let report = try Self.measure(loaded, steps: steps, promptTokens: promptTokens, options: options,
@@ -101,7 +102,7 @@ struct BenchDecodeCommand: AsyncParsableCommand {
         for i in 0..<(options.warmup + options.repeats) {
             let r = try bench.decode(prompt: prompt, steps: steps, cache: cache) {
                 if ttft == nil {
-                    ttft = TimeToFirstToken(fromProcessStartMs: BenchmarkProcess.millisecondsSinceStart,
+                    ttft = TimeToFirstToken(fromProcessStartMs: ProcessResources.millisecondsSinceStart,
                                             startupMs: startupMs, loadMs: loaded.info.loadMs, prefillMs: 0, promptTokens: prompt.count,
                                             resolutionMs: 10)
                 }
@@ -110,7 +111,7 @@ struct BenchDecodeCommand: AsyncParsableCommand {
             outputs.append(r.generated)
             if i >= options.warmup {
                 runs.append(BenchRun(ms: r.ms, tokensPerSecond: r.tokensPerSecond, cpuMs: r.cpuMs,
-                                     peakRssMib: BenchmarkProcess.peakRSSMiB))
+                                     peakRssMib: ProcessResources.peakRSSMiB))
                 sampleMs.append(r.sampleMs / Double(steps))
             }
         }
@@ -126,6 +127,6 @@ struct BenchDecodeCommand: AsyncParsableCommand {
             ms: timing.ms, runs: runs, timeToFirstToken: ttft!,
             deterministic: outputs.allSatisfy { $0 == outputs[0] },
             sample: String(text.prefix(200)),
-            peakRssMib: BenchmarkProcess.peakRSSMiB, loadAverage: load)
+            peakRssMib: ProcessResources.peakRSSMiB, loadAverage: load)
     }
 }

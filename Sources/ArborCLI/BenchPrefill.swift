@@ -1,3 +1,4 @@
+import ArborBench
 import ArborEngine
 import ArgumentParser
 import Foundation
@@ -56,11 +57,11 @@ struct BenchPrefillCommand: AsyncParsableCommand {
         let step = chunk == 0 ? prompt.count : min(chunk, prompt.count)
         let cache = loaded.bundle.model.makeCache(capacity: prompt.count)
         let samples = try benchmarkRepeats(warmup: options.warmup, repeats: options.repeats) { _ in
-            let cpu = BenchmarkProcess.cpuMilliseconds
+            let cpu = ProcessResources.cpuMilliseconds
             let ms = try bench.prefill(prompt: prompt, chunk: step, cache: cache)
-            let cpuMs = BenchmarkProcess.cpuMilliseconds - cpu
+            let cpuMs = ProcessResources.cpuMilliseconds - cpu
             return BenchRun(ms: ms, tokensPerSecond: Double(prompt.count) / (ms / 1000), cpuMs: cpuMs,
-                            peakRssMib: BenchmarkProcess.peakRSSMiB)
+                            peakRssMib: ProcessResources.peakRSSMiB)
         }
         load.finish()
         let invariant = checkInvariance && prompt.count >= 2
@@ -72,7 +73,7 @@ struct BenchPrefillCommand: AsyncParsableCommand {
             forwardCalls: calls,
             method: "tokens/s = prompt tokens / wall time of the forward calls reading them into an empty cache",
             tokensPerSecond: timing.tokensPerSecond, ms: timing.ms, runs: samples,
-            peakRssMib: BenchmarkProcess.peakRSSMiB, loadAverage: load, batchInvariant: invariant)
+            peakRssMib: ProcessResources.peakRSSMiB, loadAverage: load, batchInvariant: invariant)
         if options.json {
             try BenchOutput.printJSON(report)
         } else {

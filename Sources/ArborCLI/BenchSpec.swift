@@ -1,3 +1,4 @@
+import ArborBench
 import ArborEngine
 import ArborProfiles
 import ArborRuntime

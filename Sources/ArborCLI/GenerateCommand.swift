@@ -1,3 +1,4 @@
+import ArborProfiles
 import ArborEngine
 import ArborRuntime
 import ArgumentParser

@@ -1,3 +1,5 @@
+import ArborProfiles
+import ArborBench
 import ArborEngine
 import ArborRuntime
 import ArborStore

@@ -152,12 +152,12 @@ public final class TextGenerator {
         var output = OutputStream(tokenizer: tokenizer, parameters: parameters)
 
         // Prefill in chunks; only the last chunk's last logits are needed.
-        var start = Clock.now
+        var start = MonotonicClock.now
         guard var logits = try model.prefill(promptTokens[cache.count...], cache: cache, chunk: parameters.prefillChunk) else {
             throw GenerationError.cacheNotAPrefix(cached: cache.count, promptTokens: promptTokens.count)
         }
-        stats.prefillMilliseconds = Clock.millisecondsSince(start)
-        start = Clock.now
+        stats.prefillMilliseconds = MonotonicClock.millisecondsSince(start)
+        start = MonotonicClock.now
 
         while !output.isFinished {
             let v = logits.vocabularySize, r = logits.rowCount - 1
@@ -172,7 +172,7 @@ public final class TextGenerator {
             logits = try model.forward(.sequential([token], startingAt: cache.count), cache: cache)
         }
         output.close(onText: onText)
-        stats.decodeMilliseconds = Clock.millisecondsSince(start)
+        stats.decodeMilliseconds = MonotonicClock.millisecondsSince(start)
         stats.generatedTokens = output.tokens.count
         return GenerationResult(text: output.text, promptTokens: promptTokens, tokens: output.tokens, finishReason: output.finish ?? .length, stats: stats)
     }
@@ -195,15 +195,4 @@ public enum GenerationError: Error, CustomStringConvertible, Equatable {
         case let .cacheNotAPrefix(cached, p): "the cache holds \(cached) entries, not a strict prefix of the \(p)-token prompt"
         }
     }
-}
-
-/// A monotonic clock in nanoseconds.
-enum Clock {
-    static var now: UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
-    static func millisecondsSince(_ start: UInt64) -> Double { Double(now - start) / 1e6 }
 }

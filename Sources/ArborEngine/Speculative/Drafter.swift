@@ -62,11 +62,11 @@ extension Drafter {
 extension Drafter {
     /// `draft`, with its wall time, process CPU time and energy measured around the call.
     public func measuredDraft(context: [Int32], budget: DraftBudget, meter: EnergyMeter) throws -> Draft {
-        let start = Clock.now
+        let start = MonotonicClock.now
         let reading = meter.read()
         var draft = try self.draft(context: context, budget: budget)
         let (cpu, joules) = meter.since(reading)
-        draft.cost.milliseconds = Clock.millisecondsSince(start)
+        draft.cost.milliseconds = MonotonicClock.millisecondsSince(start)
         draft.cost.cpuMilliseconds = cpu
         draft.cost.joules = joules
         draft.cost.energySource = meter.source
@@ -75,11 +75,11 @@ extension Drafter {
 
     /// `catchUp`, with its wall time, process CPU time and energy measured around the call.
     public func measuredCatchUp(context: [Int32], meter: EnergyMeter) throws -> DraftCost {
-        let start = Clock.now
+        let start = MonotonicClock.now
         let reading = meter.read()
         try catchUp(context: context)
         let (cpu, joules) = meter.since(reading)
-        var cost = DraftCost(milliseconds: Clock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
+        var cost = DraftCost(milliseconds: MonotonicClock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
         cost.catchUpMilliseconds = cost.milliseconds
         cost.energySource = meter.source
         return cost

@@ -40,11 +40,11 @@ public final class LocalVerifier: Verifier {
 
     public func verify(_ tree: TokenTree) throws -> VerificationResult {
         let pass = try batch(for: tree)
-        let start = Clock.now
+        let start = MonotonicClock.now
         let reading = meter.read()
         let logits = try model.forward(pass.batch, cache: pass.cache)
         let (cpu, joules) = meter.since(reading)
-        var result = try finish(tree, logits: logits, base: pass.base, targetMilliseconds: Clock.millisecondsSince(start))
+        var result = try finish(tree, logits: logits, base: pass.base, targetMilliseconds: MonotonicClock.millisecondsSince(start))
         result.cost.targetCPUMilliseconds = cpu
         result.cost.targetJoules = joules
         result.cost.targetEnergySource = meter.source
@@ -69,12 +69,12 @@ public final class LocalVerifier: Verifier {
             let i = passes[0].index
             results[i] = Result { try items[i].verifier.verify(items[i].tree) }
         } else if !passes.isEmpty {
-            let start = Clock.now
+            let start = MonotonicClock.now
             let meter = items[0].verifier.meter
             let reading = meter.read()
             do {
                 let logits = try items[0].verifier.model.forward(segments: passes.map { ($0.pass.batch, $0.pass.cache) })
-                let ms = Clock.millisecondsSince(start)
+                let ms = MonotonicClock.millisecondsSince(start)
                 let (cpu, joules) = meter.since(reading)
                 let total = Double(passes.reduce(0) { $0 + $1.pass.batch.tokens.count })
                 for (k, p) in passes.enumerated() {
@@ -130,7 +130,7 @@ public final class LocalVerifier: Verifier {
         self.acceptor = nil
         defer { self.acceptor = acceptor }
         var logits = raw
-        let sampleStart = Clock.now
+        let sampleStart = MonotonicClock.now
         let v = logits.vocabularySize
         if !suppressed.isEmpty {
             for r in 0..<logits.rowCount {
@@ -147,7 +147,7 @@ public final class LocalVerifier: Verifier {
         history.append(verdict.next)
         return VerificationResult(
             acceptedNodes: verdict.accepted, nextToken: verdict.next, batchSize: tree.count + 1,
-            targetMilliseconds: targetMilliseconds, samplingMilliseconds: Clock.millisecondsSince(sampleStart))
+            targetMilliseconds: targetMilliseconds, samplingMilliseconds: MonotonicClock.millisecondsSince(sampleStart))
     }
 
     public func end() {

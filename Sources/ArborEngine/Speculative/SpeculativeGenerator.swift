@@ -77,7 +77,7 @@ public final class SpeculativeGenerator {
         let runner = verifier as? RunAheadVerifier
         policy.runAheadLimit = configuration.adaptive ? min(configuration.maxRunAhead, runner?.maxRunAhead ?? 0) : 0
 
-        var start = Clock.now
+        var start = MonotonicClock.now
         let capacity = min(limit, promptTokens.count + parameters.maxTokens + configuration.budget.maxNodes + 1)
         try verifier.begin(VerificationRequest(
             prompt: promptTokens, sampling: parameters.sampling,
@@ -85,8 +85,8 @@ public final class SpeculativeGenerator {
             capacity: capacity))
         defer { verifier.end() }
         try drafter?.begin(prompt: promptTokens, sampling: parameters.sampling)
-        stats.prefillMilliseconds = Clock.millisecondsSince(start)
-        start = Clock.now
+        stats.prefillMilliseconds = MonotonicClock.millisecondsSince(start)
+        start = MonotonicClock.now
 
         var context = promptTokens
         var ahead: AheadDraft?
@@ -94,7 +94,7 @@ public final class SpeculativeGenerator {
         // drafted nothing): drafting next would begin by reading them.
         var drafterLag = 0
         while !output.isFinished {
-            let roundStart = Clock.now
+            let roundStart = MonotonicClock.now
             // 1. Plan within what may still be emitted and what the target can hold, then draft
             //    (or take the tree drafted ahead, when its assumed context came true).
             let remaining = parameters.maxTokens - output.tokens.count
@@ -194,7 +194,7 @@ public final class SpeculativeGenerator {
                 bytesUp: Double(result.cost.bytesUp), bytesDown: Double(result.cost.bytesDown))
             if use.targetJoules == 0 { use.targetJoules = result.cost.serverMilliseconds * policy.fallbackTargetJoulesPerMillisecond }
             var record = RoundRecord(plan: plan, draft: draft, sent: selection.tree, prediction: selection.prediction, result: result,
-                                     use: use, milliseconds: Clock.millisecondsSince(roundStart), draftedAhead: draftedAhead,
+                                     use: use, milliseconds: MonotonicClock.millisecondsSince(roundStart), draftedAhead: draftedAhead,
                                      aheadOutcome: aheadStarted ? ahead != nil : nil)
             record.drafterLag = drafterLag
             // The drafter read the context this round if it drafted (now or ahead) or caught up.
@@ -217,7 +217,7 @@ public final class SpeculativeGenerator {
         }
         output.close(onText: onText)
         drafter?.end(context: context, promptCount: promptTokens.count)
-        stats.decodeMilliseconds = Clock.millisecondsSince(start)
+        stats.decodeMilliseconds = MonotonicClock.millisecondsSince(start)
         stats.generatedTokens = output.tokens.count
         spec.totalMilliseconds = stats.decodeMilliseconds
         spec.emittedTokens = output.tokens.count

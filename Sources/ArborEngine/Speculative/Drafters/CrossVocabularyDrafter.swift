@@ -105,7 +105,7 @@ public final class CrossVocabularyDrafter: Drafter {
     public func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
         lastSteps = 0
         guard let cache, budget.maxNodes > 0, budget.maxDepth > 0, !context.isEmpty else { return Draft() }
-        let start = Clock.now
+        let start = MonotonicClock.now
         let lagging = context.count - lastContextCount > lastDepth + 1
         sync(context: context)
         // An unfinished character at the end of the text: its continuation is not text yet. Near
@@ -113,7 +113,7 @@ public final class CrossVocabularyDrafter: Drafter {
         // target's) drafting stops rather than fail the generation.
         guard heldBytes == 0, !draftContext.isEmpty, fits(extra: 2 * min(budget.maxDepth, budget.maxNodes) + 2) else { return Draft() }
         var logits = try feedContext(cache: cache)
-        let catchUpMilliseconds = lagging ? Clock.millisecondsSince(start) : 0
+        let catchUpMilliseconds = lagging ? MonotonicClock.millisecondsSince(start) : 0
         lastSteps = 1
         let depth = min(budget.maxDepth, budget.maxNodes)
         lastContextCount = context.count

@@ -78,12 +78,12 @@ public final class ModelDrafter: Drafter {
     public func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
         lastSteps = 0
         guard let cache, budget.maxNodes > 0, budget.maxDepth > 0, !context.isEmpty else { return Draft() }
-        let start = Clock.now
+        let start = MonotonicClock.now
         // A round commits at most (last depth + 1) tokens; feeding those is part of drafting.
         // Growth beyond that means rounds went by without drafting: that feed is catching up.
         let lagging = context.count - lastContextCount > lastDepth + 1
         let rootLogits = try catchUp(context: context, cache: cache)
-        let catchUpMilliseconds = lagging ? Clock.millisecondsSince(start) : 0
+        let catchUpMilliseconds = lagging ? MonotonicClock.millisecondsSince(start) : 0
         lastContextCount = context.count
         lastDepth = min(budget.maxDepth, budget.maxNodes)
         lastSteps = 1

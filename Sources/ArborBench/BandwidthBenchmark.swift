@@ -1,3 +1,4 @@
+import ArborEngine
 import ArborKernels
 
 /// Memory read bandwidth, measured the way a decoding step uses memory: stream through a
@@ -41,11 +42,11 @@ public final class BandwidthBenchmark {
     public func pass() -> Double {
         let perChunk = floats / chunkCount
         let buffer = UnsafeRawPointer(self.buffer), partials = self.partials
-        let start = BenchmarkClock.now
+        let start = MonotonicClock.now
         pool.parallelFor(chunkCount) { c in
             partials[c] = Self.sum(buffer + c * perChunk * 4, count: perChunk)
         }
-        let ms = BenchmarkClock.milliseconds(since: start)
+        let ms = MonotonicClock.millisecondsSince(start)
         var total = 0.0
         for c in 0..<chunkCount { total += partials[c] }
         precondition(total == Double(floats), "bandwidth: sum \(total) != \(floats)")

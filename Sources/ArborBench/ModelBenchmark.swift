@@ -1,3 +1,4 @@
+import ArborEngine
 import ArborModels
 import ArborTokenizers
 
@@ -89,25 +90,25 @@ public final class ModelBenchmark {
             }
         }
 
-        let prefillStart = BenchmarkClock.now
+        let prefillStart = MonotonicClock.now
         var logits = try model.forward(.sequential(prompt, startingAt: 0, lastLogitsOnly: true), cache: cache)
         var token = next(&logits)
-        let prefillMs = BenchmarkClock.milliseconds(since: prefillStart)
+        let prefillMs = MonotonicClock.millisecondsSince(prefillStart)
         generated.append(token)
         onFirstToken()
 
         var sampleNs: UInt64 = 0
-        let cpuStart = BenchmarkProcess.cpuMilliseconds
-        let start = BenchmarkClock.now
+        let cpuStart = ProcessResources.cpuMilliseconds
+        let start = MonotonicClock.now
         for _ in 0..<steps {
             logits = try model.forward(.sequential([token], startingAt: cache.count), cache: cache)
-            let t = BenchmarkClock.now
+            let t = MonotonicClock.now
             token = next(&logits)
-            sampleNs += BenchmarkClock.now - t
+            sampleNs += MonotonicClock.now - t
             generated.append(token)
         }
-        let ms = BenchmarkClock.milliseconds(since: start)
-        let cpuMs = BenchmarkProcess.cpuMilliseconds - cpuStart
+        let ms = MonotonicClock.millisecondsSince(start)
+        let cpuMs = ProcessResources.cpuMilliseconds - cpuStart
         return DecodeRun(ms: ms, steps: steps, cpuMs: cpuMs, sampleMs: Double(sampleNs) / 1e6, prefillMs: prefillMs, generated: generated)
     }
 
@@ -120,9 +121,9 @@ public final class ModelBenchmark {
     public func prefill(prompt: [Int32], chunk: Int, cache: any KVCache) throws(ModelError) -> Double {
         precondition(!prompt.isEmpty)
         cache.truncate(to: 0)
-        let start = BenchmarkClock.now
+        let start = MonotonicClock.now
         try model.prefill(prompt, cache: cache, chunk: max(1, chunk))
-        return BenchmarkClock.milliseconds(since: start)
+        return MonotonicClock.millisecondsSince(start)
     }
 
     /// Whether the last prompt token's logits come out bit-identical when the prompt is read in
@@ -179,9 +180,9 @@ public final class ModelBenchmark {
     /// entries; afterwards the cache is truncated back to `context`.
     public func score(_ batch: ForwardBatch, context: Int, cache: any KVCache) throws(ModelError) -> Double {
         precondition(cache.count == context, "the cache holds \(cache.count) entries, not the \(context)-token context")
-        let start = BenchmarkClock.now
+        let start = MonotonicClock.now
         _ = try model.forward(batch, cache: cache)
-        let ms = BenchmarkClock.milliseconds(since: start)
+        let ms = MonotonicClock.millisecondsSince(start)
         cache.truncate(to: context)
         return ms
     }

@@ -1,3 +1,4 @@
+import ArborEngine
 /// One point of a speed–cost trade-off run: a setting measured over a prompt set.
 ///
 /// Every cost is derived from the measured resources (`ResourceUse`: target time and energy,

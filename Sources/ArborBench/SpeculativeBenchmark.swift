@@ -1,3 +1,5 @@
+import ArborTokenizers
+import ArborEngine
 /// One speculative setting measured by `arbor bench spec`.
 public struct SpeculativeSetting: Sendable {
     /// Label in tables (`plain`, `ngram`, `suffix chain`, `model tree`...).
@@ -100,4 +102,4 @@ public struct SpeculativeBenchmark {
     }
 }
 
-import ArborTokenizers
+

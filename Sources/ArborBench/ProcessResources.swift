@@ -1,29 +1,9 @@
+import ArborEngine
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// Monotonic wall clock for benchmarks (`CLOCK_MONOTONIC`, nanoseconds).
-public enum BenchmarkClock {
-    public static var now: UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
-
-    /// Milliseconds elapsed since `start` (a value of `now`).
-    public static func milliseconds(since start: UInt64) -> Double {
-        Double(now &- start) / 1e6
-    }
-
-    /// Runs `body` and returns its result with the elapsed milliseconds.
-    public static func measure<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> (value: T, ms: Double) {
-        let start = now
-        let value = try body()
-        return (value, milliseconds(since: start))
-    }
-}
 
 /// Median, extremes and relative spread of repeated measurements.
 public struct BenchmarkSummary: Codable, Sendable, Equatable {
@@ -48,8 +28,9 @@ public struct BenchmarkSummary: Codable, Sendable, Equatable {
     }
 }
 
-/// Facts about the running process and the machine, for benchmark reports.
-public enum BenchmarkProcess {
+/// Facts about the running process and the machine, for benchmark reports: the one place
+/// benchmarks read memory, CPU time, load and steal.
+public enum ProcessResources {
     /// Peak resident set size of this process so far, in bytes (`getrusage` `ru_maxrss`).
     /// Includes the file-backed pages of memory-mapped model weights that were touched.
     public static var peakRSSBytes: Int {
@@ -69,20 +50,11 @@ public enum BenchmarkProcess {
 
     public static var peakRSSMiB: Double { Double(peakRSSBytes) / 1_048_576 }
 
-    /// CPU time (user + system) of all this process's threads so far, in milliseconds. Compared
-    /// with wall time it shows how much of the cores a run got on a shared machine (pool
-    /// workers spin briefly while waiting, so it is an upper bound on useful work).
-    public static var cpuMilliseconds: Double {
-        var usage = rusage()
-        #if canImport(Glibc)
-        let who = __rusage_who_t(RUSAGE_SELF.rawValue)
-        #else
-        let who = RUSAGE_SELF
-        #endif
-        guard getrusage(who, &usage) == 0 else { return 0 }
-        func ms(_ t: timeval) -> Double { Double(t.tv_sec) * 1000 + Double(t.tv_usec) / 1000 }
-        return ms(usage.ru_utime) + ms(usage.ru_stime)
-    }
+    /// CPU time (user + system) of all this process's threads so far, in milliseconds — the
+    /// same process CPU clock the energy meter reads. Compared with wall time it shows how much
+    /// of the cores a run got on a shared machine (pool workers spin briefly while waiting, so
+    /// it is an upper bound on useful work).
+    public static var cpuMilliseconds: Double { Double(EnergyMeter.processCPUNanoseconds()) / 1e6 }
 
     /// Milliseconds since this process started, or nil where unknown.
     ///
