@@ -16,6 +16,7 @@ struct Arbor: AsyncParsableCommand {
             ServeCommand.self,
             BenchCommand.self,
             TradeoffCommand.self,
+            EvalCommand.self,
             ProfileCommand.self,
         ]
     )

@@ -21,6 +21,7 @@ struct BenchCommand: AsyncParsableCommand {
             BenchBatchCommand.self,
             BenchBandwidthCommand.self,
             BenchSpecCommand.self,
+            BenchRunCommand.self,
         ]
     )
 }

@@ -246,6 +246,46 @@ public final class ProfileStore: Sendable {
         }
     }
 
+    // MARK: Router (`--drafter auto`)
+
+    /// The router's statistics in `scope` (a target and device): per prompt bucket and drafter,
+    /// how many requests it served and their mean and squared-deviation sum of tokens/s.
+    public func routerArms(scope: String) throws(ProfileStoreError) -> [RouterArmRecord] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT bucket, arm, count, mean, m2 FROM router_arm WHERE scope = ? ORDER BY bucket, arm",
+                             arguments: [scope]).compactMap { row -> RouterArmRecord? in
+                guard let bucket = String.fromDatabaseValue(row[0] as DatabaseValue), let arm = String.fromDatabaseValue(row[1] as DatabaseValue),
+                      let n = Int.fromDatabaseValue(row[2] as DatabaseValue), n > 0,
+                      let mean = Double.fromDatabaseValue(row[3] as DatabaseValue), mean.isFinite,
+                      let m2 = Double.fromDatabaseValue(row[4] as DatabaseValue), m2.isFinite else { return nil }
+                return RouterArmRecord(bucket: bucket, arm: arm, count: n, mean: mean, m2: m2)
+            }
+        }
+    }
+
+    /// Stores one arm's statistics (replacing what was there).
+    public func saveRouterArm(scope: String, _ arm: RouterArmRecord) throws(ProfileStoreError) {
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO router_arm (scope, bucket, arm, count, mean, m2) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (scope, bucket, arm) DO UPDATE SET count = excluded.count, mean = excluded.mean, m2 = excluded.m2
+                """, arguments: [scope, arm.bucket, arm.arm, arm.count, arm.mean, arm.m2])
+        }
+    }
+
+    /// Forgets the router's statistics (of one scope, or all); returns how many rows went.
+    @discardableResult
+    public func clearRouter(scope: String? = nil) throws(ProfileStoreError) -> Int {
+        try write { db in
+            if let scope {
+                try db.execute(sql: "DELETE FROM router_arm WHERE scope = ?", arguments: [scope])
+            } else {
+                try db.execute(sql: "DELETE FROM router_arm")
+            }
+            return db.changesCount
+        }
+    }
+
     // MARK: Schema
 
     private static var migrator: DatabaseMigrator {
@@ -275,6 +315,21 @@ public final class ProfileStore: Sendable {
                     token INTEGER NOT NULL,
                     count INTEGER NOT NULL,
                     PRIMARY KEY (vocabulary, token)
+                )
+                """)
+        }
+        migrator.registerMigration("v3-router-arm") { db in
+            // The drafter router's bandit: per scope (target, device), prompt bucket and drafter,
+            // the requests served and Welford's running mean and M2 of their tokens/s.
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS router_arm (
+                    scope TEXT NOT NULL,
+                    bucket TEXT NOT NULL,
+                    arm TEXT NOT NULL,
+                    count INTEGER NOT NULL,
+                    mean REAL NOT NULL,
+                    m2 REAL NOT NULL,
+                    PRIMARY KEY (scope, bucket, arm)
                 )
                 """)
         }
@@ -516,4 +571,33 @@ public struct ProfileSummary: Codable, Sendable, Equatable {
         case roundOverheadMilliseconds = "overhead_ms", draftStepMilliseconds = "draft_step_ms"
         case meanDepthAcceptance = "mean_depth_acceptance", problem
     }
+}
+
+/// One drafter's record in one prompt bucket of the router.
+public struct RouterArmRecord: Sendable, Equatable, Codable {
+    public var bucket: String
+    public var arm: String
+    public var count: Int
+    /// Mean tokens/s of the requests it served, and the sum of squared deviations (Welford).
+    public var mean: Double
+    public var m2: Double
+
+    public init(bucket: String, arm: String, count: Int = 0, mean: Double = 0, m2: Double = 0) {
+        self.bucket = bucket
+        self.arm = arm
+        self.count = count
+        self.mean = mean
+        self.m2 = m2
+    }
+
+    /// Adds one observation.
+    public mutating func add(_ x: Double) {
+        count += 1
+        let d = x - mean
+        mean += d / Double(count)
+        m2 += d * (x - mean)
+    }
+
+    /// Standard deviation of the observations (0 below two).
+    public var standardDeviation: Double { count > 1 ? (m2 / Double(count - 1)).squareRoot() : 0 }
 }

@@ -13,19 +13,22 @@ public enum DrafterChoice: Sendable, Hashable, CustomStringConvertible {
     /// Several drafters whose trees are merged (`CompositeDrafter`): the free ones every round,
     /// a draft model when they leave the round short.
     case composite([DrafterChoice])
+    /// The router picks one of the runtime's drafters per request (`DrafterRouter`).
+    case auto
 
-    /// Parses `none`, `ngram`, `suffix`, `model` or `cross` (with `draftModel`), `model:<alias|path>`
+    /// Parses `auto`, `none`, `ngram`, `suffix`, `model` or `cross` (with `draftModel`), `model:<alias|path>`
     /// or `cross:<alias|path>`, or several of those joined by `+` (`suffix+cross`).
     public init(parsing text: String, draftModel: String? = nil) throws(RuntimeError) {
         if text.contains("+") {
             let names = text.split(separator: "+", omittingEmptySubsequences: false)
-            guard names.count >= 2, !names.contains(where: { $0.isEmpty || $0 == "none" || $0.contains("+") }) else { throw .unknownDrafter(text) }
+            guard names.count >= 2, !names.contains(where: { $0.isEmpty || $0 == "none" || $0 == "auto" || $0.contains("+") }) else { throw .unknownDrafter(text) }
             let parts = try names.map { name throws(RuntimeError) in try DrafterChoice(parsing: String(name), draftModel: draftModel) }
             self = .composite(parts)
             return
         }
         switch text {
         case "none": self = .none
+        case "auto": self = .auto
         case "ngram": self = .ngram
         case "suffix": self = .suffix
         case "model":
@@ -49,6 +52,7 @@ public enum DrafterChoice: Sendable, Hashable, CustomStringConvertible {
         case let .model(name): "model:\(name)"
         case let .cross(name): "cross:\(name)"
         case let .composite(parts): parts.map(\.description).joined(separator: "+")
+        case .auto: "auto"
         }
     }
 
@@ -89,7 +93,7 @@ public enum DrafterChoice: Sendable, Hashable, CustomStringConvertible {
     public func makeDrafter(targetTokenizer: any Tokenizer, targetName: String,
                             loadModel: (String) throws -> ModelBundle) throws -> (any Drafter)? {
         switch self {
-        case .none: return nil
+        case .none, .auto: return nil  // the runtime resolves `auto` to a concrete choice first
         case .ngram: return NGramDrafter()
         case .suffix: return SuffixDrafter()
         case let .model(name):

@@ -7,7 +7,8 @@ import Foundation
 /// file is moved aside and a fresh profile used.
 public final class ProfilePersistence: @unchecked Sendable {
     public let key: ProfileKey
-    private let store: ProfileStore?
+    /// The database (nil when profiles are off or it could not be opened).
+    public let store: ProfileStore?
     private let warn: @Sendable (String) -> Void
 
     /// `database`: the SQLite file (default `<data dir>/profiles.sqlite`); `enabled` false starts

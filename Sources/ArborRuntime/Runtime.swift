@@ -175,6 +175,11 @@ public final class Runtime: @unchecked Sendable {
         configuration = c
         profiles = ProfilePersistence(database: options.profileDatabase, enabled: options.persistProfiles,
                                       drafter: "none", server: target.serverName, target: target.targetName, warn: warn)
+        var candidates: [DrafterChoice] = [.ngram, .suffix]
+        if let d = options.draftModel { candidates.append(.model(d)) }
+        candidates.append(.none)
+        router = DrafterRouter(candidates: candidates, store: profiles.store,
+                               scope: "\(ProfileKey.thisDevice)|\(target.serverName)|\(target.targetName)", warn: warn)
     }
 
     deinit {
@@ -229,7 +234,25 @@ public final class Runtime: @unchecked Sendable {
     public func generate(prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings = RequestSettings(),
                          isCancelled: () -> Bool = { false }, onEvent: (GenerationEvent) -> Bool = { _ in true }) throws -> GenerationResult {
         // Before queueing: a bad request fails at once, not after the ones ahead of it.
-        let choice = settings.drafter ?? options.drafter
+        var choice = settings.drafter ?? options.drafter
+        var features: PromptFeatures? = nil
+        if choice == .auto {
+            let f = PromptFeatures(tokens: prompt, text: local.tokenizer.decode(prompt))
+            choice = router.choose(f)
+            features = f
+        }
+        let result = try generate(prompt: prompt, parameters: parameters, settings: settings, choice: choice,
+                                  isCancelled: isCancelled, onEvent: onEvent)
+        if let features { router.record(choice, features: features, tokensPerSecond: result.stats.tokensPerSecond) }
+        return result
+    }
+
+    /// The router of `--drafter auto`: the runtime's drafters (prompt lookup, the suffix tree, the
+    /// draft model when there is one, and plain decoding), its statistics in the profile database.
+    public let router: DrafterRouter
+
+    private func generate(prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings, choice: DrafterChoice,
+                          isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         try parameters.sampling.validate()
         guard prompt.count + parameters.maxTokens <= contextLength else {

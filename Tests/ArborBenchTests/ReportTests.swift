@@ -9,6 +9,6 @@ struct ReportTests {
         #expect(t.csv == "set,tok/s\nhumaneval,12.5\n\"a, \"\"quoted\"\" set\",3.0\n")
         let lines = t.text(indent: "").split(separator: "\n")
         #expect(lines.count == 4)
-        #expect(lines[2] == "humaneval           12.5")
+        #expect(lines[2] == "humaneval         12.5")
     }
 }

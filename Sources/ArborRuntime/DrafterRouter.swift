@@ -1,0 +1,119 @@
+import ArborEngine
+import ArborProfiles
+import Foundation
+
+/// Cheap facts about a prompt that predict which drafter pays: how much it repeats itself
+/// (prompt lookup and the suffix tree live on repetition), whether it is code, and its length.
+public struct PromptFeatures: Sendable, Equatable {
+    /// Share of the prompt's token 3-grams seen earlier in the prompt (0…1).
+    public var repetition: Double
+    /// Share of the text's characters that are code punctuation (`{}[]();=<>_#:`), or 1 with a fence.
+    public var codeScore: Double
+    public var tokens: Int
+
+    public init(tokens: [Int32], text: String) {
+        self.tokens = tokens.count
+        var seen = Set<UInt64>()
+        var repeated = 0, total = 0
+        if tokens.count >= 3 {
+            for i in 2..<tokens.count {
+                let key = UInt64(UInt32(bitPattern: tokens[i - 2])) << 42 ^ UInt64(UInt32(bitPattern: tokens[i - 1])) << 21 ^ UInt64(UInt32(bitPattern: tokens[i]))
+                total += 1
+                if !seen.insert(key).inserted { repeated += 1 }
+            }
+        }
+        repetition = total > 0 ? Double(repeated) / Double(total) : 0
+        let punctuation = Set("{}[]();=<>_#:")
+        let chars = text.unicodeScalars.count
+        let code = text.reduce(0) { $0 + (punctuation.contains($1) ? 1 : 0) }
+        codeScore = text.contains("```") || text.contains("def ") ? 1 : chars > 0 ? Double(code) / Double(chars) * 10 : 0
+    }
+
+    /// The bucket the router keeps statistics per: repetition high/low, code/prose, short/long.
+    public var bucket: String {
+        [repetition >= 0.08 ? "repeats" : "fresh", codeScore >= 0.5 ? "code" : "prose", tokens >= 256 ? "long" : "short"].joined(separator: "-")
+    }
+}
+
+/// `--drafter auto`: picks the drafter of each request from its prompt's bucket and what every
+/// drafter delivered there before (tokens/s), an upper-confidence-bound bandit whose statistics
+/// persist in the profile database, so it keeps learning across requests and processes.
+///
+/// Why a bandit and not SpecDecode's offline classifier (an MLP over sentence embeddings): it
+/// needs no training data or embedding model, it measures the quantity that matters on this
+/// machine (tokens/s, not a proxy), and it adapts when the hardware, the target or the workload
+/// change. Buckets keep it from averaging code and chat into one verdict; a handful of requests
+/// per bucket and drafter is enough to rank them.
+public final class DrafterRouter: @unchecked Sendable {
+    /// The drafters it chooses among, in the order untried ones are tried.
+    public let candidates: [DrafterChoice]
+    /// Exploration weight: the bonus is `exploration · mean · sqrt(ln N / n)`, relative to speed.
+    public var exploration = 0.25
+    private var arms: [String: [String: RouterArmRecord]] = [:]
+    private let lock = NSLock()
+    private let store: ProfileStore?
+    private let scope: String
+    private let warn: @Sendable (String) -> Void
+
+    public init(candidates: [DrafterChoice], store: ProfileStore?, scope: String, warn: @escaping @Sendable (String) -> Void = { _ in }) {
+        precondition(!candidates.isEmpty, "the router needs at least one drafter")
+        self.candidates = candidates
+        self.store = store
+        self.scope = scope
+        self.warn = warn
+        do {
+            for r in try store?.routerArms(scope: scope) ?? [] { arms[r.bucket, default: [:]][r.arm] = r }
+        } catch {
+            warn("router: could not read its statistics (\(error)); starting afresh")
+        }
+    }
+
+    /// The statistics of a bucket, by drafter name.
+    public func statistics(bucket: String) -> [String: RouterArmRecord] { lock.withLock { arms[bucket] ?? [:] } }
+
+    /// The drafter for a prompt with `features`.
+    public func choose(_ features: PromptFeatures) -> DrafterChoice {
+        let bucket = features.bucket
+        let stats = statistics(bucket: bucket)
+        // Untried drafters first, the likeliest winners for the bucket first.
+        if let untried = prior(features).first(where: { stats[$0.description] == nil }) { return untried }
+        let total = Double(stats.values.reduce(0) { $0 + $1.count })
+        return candidates.max { a, b in score(stats[a.description]!, total) < score(stats[b.description]!, total) }!
+    }
+
+    func score(_ r: RouterArmRecord, _ total: Double) -> Double {
+        r.mean * (1 + exploration * (log(max(total, 1)) / Double(r.count)).squareRoot())
+    }
+
+    /// Candidates in the order to try them when nothing is known: free drafters first where
+    /// the prompt repeats itself, the draft model first on fresh prose.
+    func prior(_ f: PromptFeatures) -> [DrafterChoice] {
+        func rank(_ c: DrafterChoice) -> Int {
+            switch c {
+            case .suffix: f.repetition >= 0.08 || f.codeScore >= 0.5 ? 0 : 2
+            case .ngram: 1
+            case .model, .cross, .composite: f.repetition >= 0.08 ? 2 : 0
+            case .none: 3
+            case .auto: 4
+            }
+        }
+        return candidates.enumerated().sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }.map(\.element)
+    }
+
+    /// Records what `choice` delivered on a prompt with `features` and saves it.
+    public func record(_ choice: DrafterChoice, features: PromptFeatures, tokensPerSecond: Double) {
+        guard tokensPerSecond.isFinite, tokensPerSecond > 0 else { return }
+        let bucket = features.bucket, name = choice.description
+        let updated = lock.withLock {
+            var r = arms[bucket]?[name] ?? RouterArmRecord(bucket: bucket, arm: name)
+            r.add(tokensPerSecond)
+            arms[bucket, default: [:]][name] = r
+            return r
+        }
+        do {
+            try store?.saveRouterArm(scope: scope, updated)
+        } catch {
+            warn("router: could not save its statistics (\(error))")
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import ArborEngine
+import ArborProfiles
+import ArborTestSupport
+import Foundation
+import Testing
+@testable import ArborRuntime
+
+@Suite("Drafter router (--drafter auto)")
+struct RouterTests {
+    @Test("prompt features: repetition, code, length make the bucket")
+    func features() {
+        let repeating = PromptFeatures(tokens: Array(repeating: [1, 2, 3, 4], count: 10).flatMap { $0 }, text: "x")
+        #expect(repeating.repetition > 0.8 && repeating.bucket.hasPrefix("repeats-"))
+        let fresh = PromptFeatures(tokens: (0..<300).map { Int32($0) }, text: "Write a short story about a lighthouse keeper.")
+        #expect(fresh.repetition == 0 && fresh.bucket == "fresh-prose-long")
+        let code = PromptFeatures(tokens: [1, 2, 3], text: "```python\ndef f(x):\n    return x\n```")
+        #expect(code.bucket == "fresh-code-short")
+    }
+
+    @Test("untried drafters first (the likeliest first), then the best measured; statistics persist across routers")
+    func bandit() throws {
+        try TemporaryDirectory.with { dir in
+            let db = dir.file("p.sqlite").path
+            let store = try ProfileStore(path: db)
+            let candidates: [DrafterChoice] = [.ngram, .suffix, .model("d"), .none]
+            let router = DrafterRouter(candidates: candidates, store: store, scope: "s")
+            let prose = PromptFeatures(tokens: (0..<20).map { Int32($0) }, text: "Tell me about the sea.")
+            // Fresh prose: the draft model is tried first, then the others in order.
+            var tried: [DrafterChoice] = []
+            let speed: [DrafterChoice: Double] = [.ngram: 10, .suffix: 11, .model("d"): 20, .none: 12]
+            for _ in 0..<4 {
+                let c = router.choose(prose)
+                tried.append(c)
+                router.record(c, features: prose, tokensPerSecond: speed[c]!)
+            }
+            #expect(tried == [.model("d"), .ngram, .suffix, .none])
+            // Then it exploits the fastest, with the others' bonus shrinking as it learns.
+            var picks: [DrafterChoice: Int] = [:]
+            for _ in 0..<40 {
+                let c = router.choose(prose)
+                picks[c, default: 0] += 1
+                router.record(c, features: prose, tokensPerSecond: speed[c]!)
+            }
+            #expect(picks[.model("d"), default: 0] >= 36)
+            // Another process, the same database: it starts from what was learned.
+            let again = DrafterRouter(candidates: candidates, store: try ProfileStore(path: db), scope: "s")
+            #expect(again.statistics(bucket: prose.bucket)[DrafterChoice.model("d").description]?.count == picks[.model("d"), default: 0] + 1)
+            #expect(again.choose(prose) == .model("d"))
+            // Another scope (another target) knows nothing.
+            let other = DrafterRouter(candidates: candidates, store: try ProfileStore(path: db), scope: "t")
+            #expect(other.statistics(bucket: prose.bucket).isEmpty)
+        }
+    }
+
+    @Test("auto through the runtime: each request routed, greedy output unchanged, the pick recorded")
+    func runtimeAuto() throws {
+        try TemporaryDirectory.with { dir in
+            let path = try TinyModel(.qwen2).write(to: dir)
+            let runtime = try Runtime(options: RuntimeOptions(model: path, drafter: .auto, threads: 1,
+                                                              profileDatabase: dir.file("p.sqlite").path),
+                                      resolveModel: { $0 })
+            let prompt = runtime.promptTokens("the cat in the hat sat on the mat; the cat in the hat")
+            let parameters = GenerationParameters(maxTokens: 16, sampling: .greedy, stopAtEndOfText: false)
+            let plain = try runtime.generate(prompt: prompt, parameters: parameters, settings: RequestSettings(drafter: DrafterChoice.none))
+            var used: [String] = []
+            for _ in 0..<4 {
+                let r = try runtime.generate(prompt: prompt, parameters: parameters)
+                #expect(r.tokens == plain.tokens)
+                used.append(r.stats.speculative?.drafter ?? "none")
+            }
+            // Four requests, four candidates (ngram, suffix, none; no draft model): each tried once.
+            let bucket = PromptFeatures(tokens: prompt, text: runtime.tokenizer.decode(prompt)).bucket
+            let stats = runtime.router.statistics(bucket: bucket)
+            #expect(stats.values.reduce(0) { $0 + $1.count } == 4 || stats.values.reduce(0) { $0 + $1.count } == 3)
+            #expect(Set(stats.keys).isSubset(of: ["ngram", "suffix", "none"]))
+            #expect(throws: RuntimeError.unknownDrafter("auto+suffix")) { try DrafterChoice(parsing: "auto+suffix") }
+            #expect(try DrafterChoice(parsing: "auto") == .auto)
+        }
+    }
+}
