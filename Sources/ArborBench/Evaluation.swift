@@ -50,6 +50,9 @@ public struct HumanEvalEvaluation {
         }
     }
 
+    /// A closing fence on its own line (an opening one carries the language, ```` ```python ````).
+    public static let stopAfterCode = "\n```\n"
+
     public func run() throws -> [Row] {
         var rows: [Row] = []
         let modes = sampled ? [false, true] : [false]
@@ -69,7 +72,11 @@ public struct HumanEvalEvaluation {
                         sampling = SamplingParameters(temperature: 0.7, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1, seed: seed &+ UInt64(i))
                         sampling.repetitionLastN = 0
                     }
-                    let result = try runtime.generate(prompt: prompt, parameters: GenerationParameters(maxTokens: maxTokens, sampling: sampling))
+                    // Generation ends with the reply's first closed code block (its fence on a line of its
+                    // own): what follows is prose the tests never read. The stop rule is the engine's
+                    // own, the same for plain and speculative decoding.
+                    let parameters = GenerationParameters(maxTokens: maxTokens, sampling: sampling, stopStrings: [Self.stopAfterCode])
+                    let result = try runtime.generate(prompt: prompt, parameters: parameters)
                     outputs.append(result.tokens)
                     tokens += result.tokens.count
                     decodeTokens += max(result.stats.generatedTokens - 1, 0)

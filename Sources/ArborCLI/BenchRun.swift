@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArborProfiles
 import ArborBench
 import ArborEngine
@@ -30,6 +33,10 @@ struct BenchRunCommand: AsyncParsableCommand {
     var out: String?
     @Option(name: .customLong("experiments"), help: "Run only these experiments (comma-separated names).")
     var experiments: String?
+    @Option(help: "Override the config's prompts per set (every experiment), e.g. for a quick run.")
+    var limit: Int?
+    @Option(name: .customLong("max-tokens"), help: "Override the config's tokens per prompt.")
+    var maxTokens: Int?
     @Flag(help: "Forget saved cells and run everything again.")
     var fresh = false
     @Flag(name: .customLong("dry-run"), help: "Print the cells and exit.")
@@ -38,7 +45,9 @@ struct BenchRunCommand: AsyncParsableCommand {
     var noReport = false
 
     func run() async throws {
-        let parsed: ExperimentConfig
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        var parsed: ExperimentConfig
         do {
             parsed = config.lowercased().hasSuffix(".xml") ? try AutoDraftXML.load(path: config) : try ExperimentConfig.load(yamlPath: config)
         } catch {
@@ -46,6 +55,11 @@ struct BenchRunCommand: AsyncParsableCommand {
             StandardStreams.error("error: \(error)\n")
             throw ExitCode(2)
         }
+        if let limit {
+            parsed.prompts.limit = limit
+            for i in parsed.experiments.indices { parsed.experiments[i].limit = parsed.experiments[i].limit.map { min($0, limit) } }
+        }
+        if let maxTokens { parsed.runtime.maxTokens = maxTokens }
         let only = experiments.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
         if let only {
             let names = Set(parsed.experiments.map(\.name))
@@ -69,6 +83,20 @@ struct BenchRunCommand: AsyncParsableCommand {
         let launcher = ServeLauncher(model: parsed.models.target)
         defer { launcher.stop() }
         runner.remoteTargets = launcher
+        // Ctrl-C or a kill: the servers and relays this run started go too, and the saved cells stay.
+        let interrupts = [Int32(SIGINT), Int32(SIGTERM)].map { (number: Int32) -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                launcher.stop()
+                StandardStreams.error("\ninterrupted: finished cells are saved in \(outDir.appendingPathComponent("cells").path); "
+                                      + "the same command resumes\n")
+                Glibc.exit(130)
+            }
+            source.resume()
+            return source
+        }
+        defer { interrupts.forEach { $0.cancel() } }
         let totalPrompts = plan.cells.reduce(0) { $0 + ($1.set == "mix" ? $1.limit * parsed.prompts.sets.count : $1.limit) }
         let display = ProgressDisplay(total: totalPrompts)
         runner.progress = { event in
@@ -129,14 +157,18 @@ struct BenchRunCommand: AsyncParsableCommand {
 
 /// Starts `arbor serve` (this binary, one thread) on a free port the first time a remote cell
 /// needs it, and per delay a `scripts/delay_relay.py` in front of it; stops them all at the end.
-final class ServeLauncher: RemoteTargetLauncher {
+final class ServeLauncher: RemoteTargetLauncher, @unchecked Sendable {
     let model: String
+    /// `stop` may come from a signal handler's thread while a cell asks for a target.
+    private let lock = NSLock()
     private var server: (process: Process, port: Int)?
     private var relays: [Int: (process: Process, port: Int)] = [:]
 
     init(model: String) { self.model = model }
 
     func target(delayMs: Int) throws -> RemoteTarget {
+        lock.lock()
+        defer { lock.unlock() }
         let port = try serverPort()
         if delayMs == 0 { return RemoteTarget(host: "127.0.0.1", port: port) }
         if let r = relays[delayMs] { return RemoteTarget(host: "127.0.0.1", port: r.port) }
@@ -207,6 +239,8 @@ final class ServeLauncher: RemoteTargetLauncher {
     }
 
     func stop() {
+        lock.lock()
+        defer { lock.unlock() }
         for r in relays.values { Self.end(r.process) }
         if let s = server { Self.end(s.process) }
         relays = [:]

@@ -48,9 +48,11 @@ struct GenerateCommand: AsyncParsableCommand {
     func run() async throws {
         // One composition for every target: a verifier (this process or a server), a drafter,
         // and a policy that starts from what earlier runs learned.
+        // No drafter named: the router picks one per request (`--drafter auto`).
+        let choice = speculation.drafter == nil && speculation.draftModel == nil ? DrafterChoice.auto : speculation.choice
         let runtime = try Runtime(
             options: RuntimeOptions(
-                model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice, remote: try remote.target(),
+                model: model.model, draftModel: speculation.draftModel, drafter: choice, remote: try remote.target(),
                 threads: threads ?? ModelRegistryDefaults.threads, configuration: cost.apply(to: speculation.configuration),
                 targetPricePerHour: cost.targetPricePerHour, profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile),
             resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })

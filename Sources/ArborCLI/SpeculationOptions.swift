@@ -5,7 +5,7 @@ import ArgumentParser
 
 /// Which drafter to speculate with, and the tree budget: shared by `generate` and `bench spec`.
 struct SpeculationOptions: ParsableArguments {
-    @Option(name: .customLong("drafter"), help: ArgumentHelp("Drafter: none, ngram, suffix, model (a draft model of the target's vocabulary), cross (a draft model of another vocabulary, drafting through text), or several joined by '+' (suffix+cross: the free drafter every round, the model when it falls short; trees merged). model and cross need --draft.", valueName: "name"))
+    @Option(name: .customLong("drafter"), help: ArgumentHelp("Drafter: auto (the router picks per request from the prompt and what each drafter delivered before; the default of `generate` when no drafter or draft model is named), none, ngram, suffix, model (a draft model of the target's vocabulary), cross (a draft model of another vocabulary, drafting through text), or several joined by '+' (suffix+cross: the free drafter every round, the model when it falls short; trees merged). model and cross need --draft.", valueName: "name"))
     var drafter: String?
     @Option(name: .customLong("draft"), help: ArgumentHelp("Draft model (alias or GGUF path) of the target's vocabulary; implies --drafter model unless --drafter names another (arbor api: requests may still choose it).", valueName: "alias|path"))
     var draftModel: String?

@@ -117,3 +117,81 @@ public final class DrafterRouter: @unchecked Sendable {
         }
     }
 }
+
+extension DrafterRouter {
+    /// The candidate with the best measured mean in `features`' bucket other than `choice`, with
+    /// that mean, if the bucket has one.
+    public func bestAlternative(to choice: DrafterChoice, _ features: PromptFeatures) -> (choice: DrafterChoice, tokensPerSecond: Double)? {
+        let stats = statistics(bucket: features.bucket)
+        return candidates.filter { $0 != choice }
+            .compactMap { c in stats[c.description].map { (c, $0.mean) } }
+            .max { $0.1 < $1.1 }
+    }
+}
+
+/// The drafter of an `auto` request: the router's pick, watched as the request runs. When after
+/// `minimumRounds` it has delivered clearly less than the bucket's best alternative did on
+/// average (`switchBelow` of its tokens/s), the rest of the request drafts with that
+/// alternative (no drafts at all for plain decoding). One switch at most: a request is too short
+/// to learn more, and the router learns across requests.
+///
+/// It sees only what every drafter sees: each round's context, whose growth is the tokens the
+/// round committed, and the clock between rounds. Verification does not depend on who drafted,
+/// so switching keeps the output exactly the target's.
+public final class RoutedDrafter: Drafter {
+    public let primary: any Drafter
+    public let fallback: (any Drafter)?
+    public let fallbackName: String
+    /// Tokens/s the fallback averaged in this bucket.
+    public let fallbackRate: Double
+    public var minimumRounds = 8
+    public var switchBelow = 0.75
+    public private(set) var switched = false
+    private var startCount = 0
+    private var start: UInt64 = 0
+    private var rounds = 0
+    private var sampling = SamplingParameters.greedy
+
+    public init(primary: any Drafter, fallback: (any Drafter)?, fallbackName: String, fallbackRate: Double) {
+        self.primary = primary
+        self.fallback = fallback
+        self.fallbackName = fallbackName
+        self.fallbackRate = fallbackRate
+    }
+
+    /// The primary's name: the request is counted, and its policy kept, under the router's pick.
+    public var name: String { primary.name }
+    public var costsTimePerStep: Bool { switched ? fallback?.costsTimePerStep ?? false : primary.costsTimePerStep }
+    var current: (any Drafter)? { switched ? fallback : primary }
+
+    public func begin(prompt: [Int32], sampling: SamplingParameters) throws {
+        switched = false
+        rounds = 0
+        self.sampling = sampling
+        startCount = prompt.count
+        start = MonotonicClock.now
+        try primary.begin(prompt: prompt, sampling: sampling)
+    }
+
+    public func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
+        rounds += 1
+        if !switched, rounds > minimumRounds {
+            let seconds = MonotonicClock.millisecondsSince(start) / 1000
+            let rate = seconds > 0 ? Double(context.count - startCount) / seconds : .infinity
+            if rate < switchBelow * fallbackRate {
+                switched = true
+                // The fallback reads the request so far (a suffix index, a draft model's cache).
+                try fallback?.begin(prompt: context, sampling: sampling)
+            }
+        }
+        guard let current else { return Draft() }
+        return try current.draft(context: context, budget: budget)
+    }
+
+    public func catchUp(context: [Int32]) throws { try current?.catchUp(context: context) }
+
+    public func end(context: [Int32], promptCount: Int) {
+        primary.end(context: context, promptCount: promptCount)
+        if switched { fallback?.end(context: context, promptCount: promptCount) }
+    }
+}

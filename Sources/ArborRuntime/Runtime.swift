@@ -176,7 +176,8 @@ public final class Runtime: @unchecked Sendable {
         profiles = ProfilePersistence(database: options.profileDatabase, enabled: options.persistProfiles,
                                       drafter: "none", server: target.serverName, target: target.targetName, warn: warn)
         var candidates: [DrafterChoice] = [.ngram, .suffix]
-        if let d = options.draftModel { candidates.append(.model(d)) }
+        // With a draft model: it alone, and merged with the suffix tree (both trees in one round).
+        if let d = options.draftModel { candidates += [.model(d), .composite([.suffix, .model(d)])] }
         candidates.append(.none)
         router = DrafterRouter(candidates: candidates, store: profiles.store,
                                scope: "\(ProfileKey.thisDevice)|\(target.serverName)|\(target.targetName)", warn: warn)
@@ -242,7 +243,7 @@ public final class Runtime: @unchecked Sendable {
             features = f
         }
         let result = try generate(prompt: prompt, parameters: parameters, settings: settings, choice: choice,
-                                  isCancelled: isCancelled, onEvent: onEvent)
+                                  routing: features, isCancelled: isCancelled, onEvent: onEvent)
         if let features { router.record(choice, features: features, tokensPerSecond: result.stats.tokensPerSecond) }
         return result
     }
@@ -251,8 +252,10 @@ public final class Runtime: @unchecked Sendable {
     /// draft model when there is one, and plain decoding), its statistics in the profile database.
     public let router: DrafterRouter
 
+    /// `routing`: the request's features when the router chose `choice`; the drafter may then
+    /// switch to the bucket's best alternative if it under-delivers (`RoutedDrafter`).
     private func generate(prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings, choice: DrafterChoice,
-                          isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
+                          routing: PromptFeatures?, isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         try parameters.sampling.validate()
         guard prompt.count + parameters.maxTokens <= contextLength else {
@@ -268,7 +271,13 @@ public final class Runtime: @unchecked Sendable {
         }
         try gate.enter(isCancelled: isCancelled)
         defer { gate.leave() }
-        let drafter = try self.drafter(for: choice)
+        var drafter = try self.drafter(for: choice)
+        // A routed request may switch once, to what did best in its bucket, when its pick lags.
+        if let routing, let primary = drafter,
+           let (alternative, rate) = router.bestAlternative(to: choice, routing) {
+            drafter = RoutedDrafter(primary: primary, fallback: try self.drafter(for: alternative), fallbackName: alternative.description,
+                                    fallbackRate: rate)
+        }
         if drafter == nil, !target.isRemote {
             // Plain decoding: the reference path, no speculative loop.
             return try TextGenerator(model: local.model, tokenizer: local.tokenizer)
