@@ -73,16 +73,40 @@ public final class DrafterRouter: @unchecked Sendable {
 
     /// The drafter for a prompt with `features`.
     public func choose(_ features: PromptFeatures) -> DrafterChoice {
-        let bucket = features.bucket
-        let stats = statistics(bucket: bucket)
-        // Untried drafters first, the likeliest winners for the bucket first.
-        if let untried = prior(features).first(where: { stats[$0.description] == nil }) { return untried }
+        let (stats, overall) = lock.withLock { (arms[features.bucket] ?? [:], totals()) }
+        // A drafter never measured anywhere is tried first (the likeliest for the bucket first).
+        if let untried = prior(features).first(where: { overall[$0.description] == nil }) { return untried }
+        // Otherwise each drafter's estimate in this bucket starts from its mean over all buckets
+        // (as one observation) and moves to the bucket's own as requests there are measured: a
+        // new bucket starts with the drafter that does best overall instead of trying them all.
         let total = Double(stats.values.reduce(0) { $0 + $1.count })
-        return candidates.max { a, b in score(stats[a.description]!, total) < score(stats[b.description]!, total) }!
+        func score(_ c: DrafterChoice) -> Double {
+            let global = overall[c.description]!.mean
+            let local = stats[c.description]
+            let n = Double(local?.count ?? 0)
+            let estimate = (n * (local?.mean ?? 0) + Self.priorWeight * global) / (n + Self.priorWeight)
+            return estimate * (1 + exploration * (log(total + 1) / (n + 1)).squareRoot())
+        }
+        return candidates.max { score($0) < score($1) }!
     }
 
-    func score(_ r: RouterArmRecord, _ total: Double) -> Double {
-        r.mean * (1 + exploration * (log(max(total, 1)) / Double(r.count)).squareRoot())
+    /// How many requests of evidence a drafter's mean over all buckets is worth in a bucket.
+    static let priorWeight = 1.0
+
+    /// Every drafter's statistics pooled over all buckets (call with the lock held).
+    private func totals() -> [String: RouterArmRecord] {
+        var out: [String: RouterArmRecord] = [:]
+        for bucket in arms.values {
+            for (name, r) in bucket {
+                var t = out[name] ?? RouterArmRecord(bucket: "*", arm: name)
+                // Pooled mean, weighted by counts (m2 is not needed here).
+                let n = t.count + r.count
+                t.mean = (t.mean * Double(t.count) + r.mean * Double(r.count)) / Double(n)
+                t.count = n
+                out[name] = t
+            }
+        }
+        return out
     }
 
     /// Candidates in the order to try them when nothing is known: free drafters first where

@@ -17,7 +17,7 @@ struct RouterTests {
         #expect(code.bucket == "fresh-code-short")
     }
 
-    @Test("untried drafters first (the likeliest first), then the best measured; statistics persist across routers")
+    @Test("untried drafters first (the likeliest first), then the best measured; new buckets start from the overall means; statistics persist")
     func bandit() throws {
         try TemporaryDirectory.with { dir in
             let db = dir.file("p.sqlite").path
@@ -42,6 +42,9 @@ struct RouterTests {
                 router.record(c, features: prose, tokensPerSecond: speed[c]!)
             }
             #expect(picks[.model("d"), default: 0] >= 36)
+            // A new bucket starts from what was learned overall: the fastest drafter first, not every one again.
+            let code = PromptFeatures(tokens: [1, 2, 3], text: "```python\ndef f(x):\n    return x\n```")
+            #expect(code.bucket != prose.bucket && router.choose(code) == .model("d"))
             // Another process, the same database: it starts from what was learned.
             let again = DrafterRouter(candidates: candidates, store: try ProfileStore(path: db), scope: "s")
             #expect(again.statistics(bucket: prose.bucket)[DrafterChoice.model("d").description]?.count == picks[.model("d"), default: 0] + 1)
