@@ -22,6 +22,10 @@ public struct CellSpec: Codable, Sendable, Hashable {
     public var ablationValue: Int?
     public var objective: String?
     public var cs: Double?
+    /// Most tokens a remote target may decode by itself per exchange: 0 for the remote baseline
+    /// (one token per round trip); drafting cells keep Arbor's default, so the policy may let the
+    /// server run ahead when drafting does not pay.
+    public var maxRunAhead: Int = SpeculationConfiguration().maxRunAhead
 
     public var mode: String { sampled ? "sampled" : "greedy" }
     public var isRemote: Bool { delayMs != nil }
@@ -65,7 +69,9 @@ public struct ExperimentPlan: Sendable {
             let name = delay == nil ? "baseline" : "remote-baseline"
             var e = ExperimentConfig.Experiment(name: name, kind: delay == nil ? .baseline : .remote)
             e.limit = limit
-            return cell(e, set: set, setting: delay == nil ? "plain" : "none", drafter: "none", sampled: sampled, budget: tree, delay: delay)
+            var c = cell(e, set: set, setting: delay == nil ? "plain" : "none", drafter: "none", sampled: sampled, budget: tree, delay: delay)
+            if delay != nil { c.maxRunAhead = 0 }
+            return c
         }
         let selected = config.experiments.filter { only == nil || only!.contains($0.name) }
         // Baselines first, for every (set, mode, limit) a local experiment uses.

@@ -118,7 +118,7 @@ public final class ExperimentRunner {
             guard let launcher = remoteTargets else { throw CellSkipped(reason: "remote cells need `arbor serve` (run through the CLI)") }
             remote = try launcher.target(delayMs: delay)
         }
-        var configuration = SpeculationConfiguration(budget: spec.budget, adaptive: spec.adaptive)
+        var configuration = SpeculationConfiguration(budget: spec.budget, adaptive: spec.adaptive, maxRunAhead: spec.maxRunAhead)
         configuration.preferences.rates = c.runtime.rates
         if let o = spec.objective.flatMap(Objective.init(rawValue:)) { configuration.preferences.objective = o }
         if let cs = spec.cs { configuration.preferences.cs = CostSensitivity(cs) }

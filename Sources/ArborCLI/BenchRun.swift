@@ -190,7 +190,7 @@ final class ServeLauncher: RemoteTargetLauncher, @unchecked Sendable {
     private func serverPort() throws -> Int {
         if let server { return server.port }
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let (process, line) = try Self.start(exe, ["serve", "--model", model, "--host", "127.0.0.1", "--port", "0", "--threads", "1"],
+        let (process, line) = try Self.start(exe, ["serve", "--model", model, "--host", "127.0.0.1", "--port", "0", "--threads", "1", "--log-level", "warning"],
                                              readyPrefix: "arbor serve: listening on")
         guard let p = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else {
             process.terminate()
