@@ -411,14 +411,15 @@ def draw_ablation(cells: list[dict], palette: Palette) -> Chart | None:
     if not rows:
         return None
     params = unique(text(c, "ablation_parameter", "parameter") for c in rows)
-    # One line per prompt set; add setting / mode to the line's name only where they vary.
-    vary_setting = len({text(c, "setting") for c in rows}) > 1
+    # One line per prompt set; add the drafter / mode to the line's name only where they vary (the
+    # setting's label names the swept value too, so it would split every line into points).
+    vary_setting = len({text(c, "drafter") for c in rows}) > 1
     vary_mode = len({mode(c) for c in rows}) > 1
 
     def line_name(c):
         name = text(c, "set")
         if vary_setting:
-            name += f" · {text(c, 'setting')}"
+            name += f" · {text(c, 'drafter')}"
         if vary_mode:
             name += f" ({mode(c)})"
         return name

@@ -108,6 +108,8 @@ public struct CellSummary: Codable, Sendable {
     public struct SetSlice: Codable, Sendable {
         public var tokensPerSecond: Double
         public var speedup: Double?
+
+        enum CodingKeys: String, CodingKey { case tokensPerSecond = "tokens_per_second", speedup }
     }
 
     enum CodingKeys: String, CodingKey {
