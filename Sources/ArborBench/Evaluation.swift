@@ -69,8 +69,7 @@ public struct HumanEvalEvaluation {
                     let prompt = try runtime.chatTokens([ChatMessage(role: "user", content: PromptSets.humanEvalUserMessage(prompt: problem.prompt))])
                     var sampling = SamplingParameters.greedy
                     if isSampled {
-                        sampling = SamplingParameters(temperature: 0.7, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1, seed: seed &+ UInt64(i))
-                        sampling.repetitionLastN = 0
+                        sampling = .benchmarkSampled(seed: seed &+ UInt64(i))
                     }
                     // Generation ends with the reply's first closed code block (its fence on a line of its
                     // own): what follows is prose the tests never read. The stop rule is the engine's

@@ -170,10 +170,7 @@ extension ExperimentConfig {
         let decoder = YAMLDecoder()
         func decode<T: Decodable>(_ key: String, _ type: T.Type) throws(ConfigError) -> T? {
             guard let node = top[key] else { return nil }
-            if let mapping = node.mapping, let section = sectionKeys[key] {
-                _ = section
-                try checkKeys(mapping, section: key, path: key, file: file)
-            }
+            if let mapping = node.mapping { try checkKeys(mapping, section: key, path: key, file: file) }
             do {
                 return try decoder.decode(T.self, from: node, userInfo: [:])
             } catch let e as DecodingError {

@@ -146,8 +146,7 @@ public final class ExperimentRunner {
             let prompt = try runtime.chatTokens([ChatMessage(role: "user", content: item.text)])
             var sampling = SamplingParameters.greedy
             if spec.sampled {
-                sampling = SamplingParameters(temperature: 0.7, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1, seed: c.runtime.seed &+ UInt64(i))
-                sampling.repetitionLastN = 0
+                sampling = .benchmarkSampled(seed: c.runtime.seed &+ UInt64(i))
             }
             let start = MonotonicClock.now
             var firstText: Double? = nil

@@ -103,3 +103,13 @@ public struct SpeculativeBenchmark {
 }
 
 
+
+extension SamplingParameters {
+    /// The sampled mode every benchmark and evaluation uses: temperature 0.7, top-p 0.9, no
+    /// repetition penalty, the given seed (one per prompt).
+    public static func benchmarkSampled(seed: UInt64) -> SamplingParameters {
+        var s = SamplingParameters(temperature: 0.7, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1, seed: seed)
+        s.repetitionLastN = 0
+        return s
+    }
+}

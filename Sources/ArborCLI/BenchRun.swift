@@ -127,14 +127,19 @@ struct BenchRunCommand: AsyncParsableCommand {
         if !noReport { Self.drawReport(outDir) }
     }
 
-    /// Runs scripts/bench_report.py (from the checkout this binary was built in, or the current
-    /// directory) on the results.
-    static func drawReport(_ dir: URL) {
+    /// A script of the project's `scripts/` directory: in the current directory's checkout, or in
+    /// the checkout this binary was built in (`.build/<triple>/release/arbor`).
+    static func projectScript(_ name: String) -> URL? {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let candidates = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
-            + [exe.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()]
-        guard let script = candidates.map({ $0.appendingPathComponent("scripts/bench_report.py") })
-            .first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+        let checkoutOfBinary = (0..<4).reduce(exe) { url, _ in url.deletingLastPathComponent() }
+        return [URL(fileURLWithPath: FileManager.default.currentDirectoryPath), checkoutOfBinary]
+            .map { $0.appendingPathComponent("scripts").appendingPathComponent(name) }
+            .first { FileManager.default.fileExists(atPath: $0.path) }
+    }
+
+    /// Runs scripts/bench_report.py on the results.
+    static func drawReport(_ dir: URL) {
+        guard let script = projectScript("bench_report.py") else {
             StandardStreams.error("scripts/bench_report.py not found; charts and report.md not drawn\n")
             return
         }
@@ -172,8 +177,7 @@ final class ServeLauncher: RemoteTargetLauncher, @unchecked Sendable {
         let port = try serverPort()
         if delayMs == 0 { return RemoteTarget(host: "127.0.0.1", port: port) }
         if let r = relays[delayMs] { return RemoteTarget(host: "127.0.0.1", port: r.port) }
-        let script = FileManager.default.currentDirectoryPath + "/scripts/delay_relay.py"
-        guard FileManager.default.fileExists(atPath: script) else {
+        guard let script = BenchRunCommand.projectScript("delay_relay.py")?.path else {
             throw ValidationError("remote cells with a delay need scripts/delay_relay.py (run from the checkout)")
         }
         let (process, line) = try Self.start("/usr/bin/env", ["python3", script, "--listen", "127.0.0.1:0", "--connect", "127.0.0.1:\(port)",

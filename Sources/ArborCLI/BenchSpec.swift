@@ -148,9 +148,7 @@ struct BenchSpecCommand: AsyncParsableCommand {
             StandardStreams.error("\(set): \(prompts.count) prompts, \(settings.count) settings, greedy\(sampled ? " and sampled" : "")\n")
             rows += try bench.run(promptSet: set, prompts: prompts, settings: settings, sampling: .greedy)
             if sampled {
-                var s = SamplingParameters(temperature: 0.7, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1, seed: 1234)
-                s.repetitionLastN = 0
-                rows += try bench.run(promptSet: set, prompts: prompts, settings: settings, sampling: s)
+                rows += try bench.run(promptSet: set, prompts: prompts, settings: settings, sampling: .benchmarkSampled(seed: 1234))
             }
         }
         let report = Report(target: model, draft: [needsDraft ? draftModel : nil, needsCross ? "cross " + crossDraftModel : nil].compactMap { $0 }.joined(separator: ", "), threads: threads, maxTokens: maxTokens, limit: limit,
