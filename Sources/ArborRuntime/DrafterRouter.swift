@@ -143,79 +143,113 @@ public final class DrafterRouter: @unchecked Sendable {
 }
 
 extension DrafterRouter {
-    /// The candidate with the best measured mean in `features`' bucket other than `choice`, with
-    /// that mean, if the bucket has one.
+    /// The candidate other than `choice` with the best estimate for `features`' bucket (its own
+    /// mean there blended with its mean over all buckets, as `choose` estimates), with that
+    /// estimate, if any other candidate has been measured anywhere.
     public func bestAlternative(to choice: DrafterChoice, _ features: PromptFeatures) -> (choice: DrafterChoice, tokensPerSecond: Double)? {
-        let stats = statistics(bucket: features.bucket)
+        let (stats, overall) = lock.withLock { (arms[features.bucket] ?? [:], totals()) }
         return candidates.filter { $0 != choice }
-            .compactMap { c in stats[c.description].map { (c, $0.mean) } }
+            .compactMap { c -> (DrafterChoice, Double)? in
+                guard let global = overall[c.description] else { return nil }
+                let local = stats[c.description]
+                let n = Double(local?.count ?? 0)
+                return (c, (n * (local?.mean ?? 0) + Self.priorWeight * global.mean) / (n + Self.priorWeight))
+            }
             .max { $0.1 < $1.1 }
     }
 }
 
-/// The drafter of an `auto` request: the router's pick, watched as the request runs. When after
-/// `minimumRounds` it has delivered clearly less than the bucket's best alternative did on
-/// average (`switchBelow` of its tokens/s), the rest of the request drafts with that
-/// alternative (no drafts at all for plain decoding). One switch at most: a request is too short
-/// to learn more, and the router learns across requests.
+/// The drafter of an `auto` request: the router's pick (`primary`; nil for plain decoding, which
+/// then runs through the speculative loop with no drafts so that it can be watched too), watched
+/// as the request runs. When, after `minimumTokens`, it has delivered clearly less than the
+/// bucket's best alternative is estimated to (`switchBelow` of its tokens/s), the rest of the
+/// request drafts with that alternative. One switch at most: a request is too short to learn
+/// more, and the router learns across requests. This bounds what exploring costs: a drafter
+/// tried where it does badly costs a few rounds, not the request.
 ///
 /// It sees only what every drafter sees: each round's context, whose growth is the tokens the
 /// round committed, and the clock between rounds. Verification does not depend on who drafted,
 /// so switching keeps the output exactly the target's.
 public final class RoutedDrafter: Drafter {
-    public let primary: any Drafter
+    public let primary: (any Drafter)?
     public let fallback: (any Drafter)?
-    public let fallbackName: String
-    /// Tokens/s the fallback averaged in this bucket.
+    public let fallbackChoice: DrafterChoice
+    /// Tokens/s the fallback is estimated to deliver in this bucket.
     public let fallbackRate: Double
-    public var minimumRounds = 8
+    /// Committed tokens before the pick is judged, once: enough that one slow start does not
+    /// condemn a good pick, few enough that a bad one costs a second or so.
+    public var minimumTokens = 24
     public var switchBelow = 0.75
     public private(set) var switched = false
+    /// What the pick delivered until the switch, and the fallback after it (tokens/s), when it switched.
+    public private(set) var rateBeforeSwitch: Double?
+    public private(set) var rateAfterSwitch: Double?
+    private var judged = false
     private var startCount = 0
     private var start: UInt64 = 0
-    private var rounds = 0
+    private var switchCount = 0
+    private var switchTime: UInt64 = 0
     private var sampling = SamplingParameters.greedy
 
-    public init(primary: any Drafter, fallback: (any Drafter)?, fallbackName: String, fallbackRate: Double) {
+    public init(primary: (any Drafter)?, fallback: (any Drafter)?, fallbackChoice: DrafterChoice, fallbackRate: Double) {
         self.primary = primary
         self.fallback = fallback
-        self.fallbackName = fallbackName
+        self.fallbackChoice = fallbackChoice
         self.fallbackRate = fallbackRate
     }
 
     /// The primary's name: the request is counted, and its policy kept, under the router's pick.
-    public var name: String { primary.name }
-    public var costsTimePerStep: Bool { switched ? fallback?.costsTimePerStep ?? false : primary.costsTimePerStep }
+    public var name: String { primary?.name ?? "none" }
+    public var costsTimePerStep: Bool { primary?.costsTimePerStep ?? false }
     var current: (any Drafter)? { switched ? fallback : primary }
 
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {
         switched = false
-        rounds = 0
+        judged = false
+        rateBeforeSwitch = nil
+        rateAfterSwitch = nil
         self.sampling = sampling
         startCount = prompt.count
+        try primary?.begin(prompt: prompt, sampling: sampling)
+        // Decoding starts now: the draft model's read of the prompt is prefill, as in the
+        // request's own tokens/s that the router records.
         start = MonotonicClock.now
-        try primary.begin(prompt: prompt, sampling: sampling)
     }
 
     public func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
-        rounds += 1
-        if !switched, rounds > minimumRounds {
-            let seconds = MonotonicClock.millisecondsSince(start) / 1000
-            let rate = seconds > 0 ? Double(context.count - startCount) / seconds : .infinity
-            if rate < switchBelow * fallbackRate {
-                switched = true
-                // The fallback reads the request so far (a suffix index, a draft model's cache).
-                try fallback?.begin(prompt: context, sampling: sampling)
-            }
-        }
+        try judge(context)
         guard let current else { return Draft() }
         return try current.draft(context: context, budget: budget)
     }
 
-    public func catchUp(context: [Int32]) throws { try current?.catchUp(context: context) }
+    public func catchUp(context: [Int32]) throws {
+        try judge(context)
+        try current?.catchUp(context: context)
+    }
+
+    /// Switches to the fallback once the pick has had `minimumTokens` and lags.
+    private func judge(_ context: [Int32]) throws {
+        let committed = context.count - startCount
+        guard !judged, committed >= minimumTokens else { return }
+        // Judged once: a pick that keeps up now keeps the request.
+        judged = true
+        let seconds = MonotonicClock.millisecondsSince(start) / 1000
+        let rate = seconds > 0 ? Double(committed) / seconds : .infinity
+        guard rate < switchBelow * fallbackRate else { return }
+        switched = true
+        rateBeforeSwitch = rate
+        // The fallback reads the request so far (a suffix index, a draft model's cache); that
+        // reading is on its clock.
+        switchTime = MonotonicClock.now
+        switchCount = context.count
+        try fallback?.begin(prompt: context, sampling: sampling)
+    }
 
     public func end(context: [Int32], promptCount: Int) {
-        primary.end(context: context, promptCount: promptCount)
-        if switched { fallback?.end(context: context, promptCount: promptCount) }
+        primary?.end(context: context, promptCount: promptCount)
+        guard switched else { return }
+        let seconds = MonotonicClock.millisecondsSince(switchTime) / 1000
+        if context.count - switchCount >= minimumTokens, seconds > 0 { rateAfterSwitch = Double(context.count - switchCount) / seconds }
+        fallback?.end(context: context, promptCount: promptCount)
     }
 }

@@ -175,7 +175,9 @@ public final class Runtime: @unchecked Sendable {
         configuration = c
         profiles = ProfilePersistence(database: options.profileDatabase, enabled: options.persistProfiles,
                                       drafter: "none", server: target.serverName, target: target.targetName, warn: warn)
-        var candidates: [DrafterChoice] = [.ngram, .suffix]
+        // Not prompt lookup: the suffix tree indexes the prompt too, and was as fast or faster on
+        // every prompt set measured (docs/bench), so trying both only costs exploration.
+        var candidates: [DrafterChoice] = [.suffix]
         // With a draft model: it alone, and merged with the suffix tree (both trees in one round).
         if let d = options.draftModel { candidates += [.model(d), .composite([.suffix, .model(d)])] }
         candidates.append(.none)
@@ -242,9 +244,19 @@ public final class Runtime: @unchecked Sendable {
             choice = router.choose(f)
             features = f
         }
+        var routed: RoutedDrafter? = nil
         let result = try generate(prompt: prompt, parameters: parameters, settings: settings, choice: choice,
-                                  routing: features, isCancelled: isCancelled, onEvent: onEvent)
-        if let features { router.record(choice, features: features, tokensPerSecond: result.stats.tokensPerSecond) }
+                                  routing: features, routed: &routed, isCancelled: isCancelled, onEvent: onEvent)
+        if let features {
+            if let r = routed, let before = r.rateBeforeSwitch {
+                // A switched request is evidence about both: the pick until the switch, the
+                // alternative after it.
+                router.record(choice, features: features, tokensPerSecond: before)
+                if let after = r.rateAfterSwitch { router.record(r.fallbackChoice, features: features, tokensPerSecond: after) }
+            } else {
+                router.record(choice, features: features, tokensPerSecond: result.stats.tokensPerSecond)
+            }
+        }
         return result
     }
 
@@ -255,7 +267,8 @@ public final class Runtime: @unchecked Sendable {
     /// `routing`: the request's features when the router chose `choice`; the drafter may then
     /// switch to the bucket's best alternative if it under-delivers (`RoutedDrafter`).
     private func generate(prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings, choice: DrafterChoice,
-                          routing: PromptFeatures?, isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
+                          routing: PromptFeatures?, routed: inout RoutedDrafter?,
+                          isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         try parameters.sampling.validate()
         guard prompt.count + parameters.maxTokens <= contextLength else {
@@ -272,11 +285,12 @@ public final class Runtime: @unchecked Sendable {
         try gate.enter(isCancelled: isCancelled)
         defer { gate.leave() }
         var drafter = try self.drafter(for: choice)
-        // A routed request may switch once, to what did best in its bucket, when its pick lags.
-        if let routing, let primary = drafter,
-           let (alternative, rate) = router.bestAlternative(to: choice, routing) {
-            drafter = RoutedDrafter(primary: primary, fallback: try self.drafter(for: alternative), fallbackName: alternative.description,
-                                    fallbackRate: rate)
+        // A routed request may switch once, to what does best in its bucket, when its pick lags
+        // (plain decoding too: it then runs through the speculative loop with no drafts).
+        if let routing, let (alternative, rate) = router.bestAlternative(to: choice, routing) {
+            let r = RoutedDrafter(primary: drafter, fallback: try self.drafter(for: alternative), fallbackChoice: alternative, fallbackRate: rate)
+            routed = r
+            drafter = r
         }
         if drafter == nil, !target.isRemote {
             // Plain decoding: the reference path, no speculative loop.
