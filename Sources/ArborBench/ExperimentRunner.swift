@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborProfiles
 import ArborRemote
 import ArborRuntime
 import Foundation
@@ -38,11 +39,13 @@ public final class ExperimentRunner {
         self.resolveModel = resolveModel
     }
 
-    /// What the run's cells depend on besides their specs.
+    /// What the run's cells depend on besides their specs, the CPU model among them: a run
+    /// resumed on another kind of machine starts over, since its speedups divide by a baseline
+    /// measured in the same run.
     public var fingerprint: String {
         let c = plan.config
         return [c.models.target, c.models.draft ?? "-", c.models.crossDraft ?? "-", "\(c.runtime.maxTokens)", "\(c.runtime.threads)",
-                "\(c.runtime.seed)"].joined(separator: "|")
+                "\(c.runtime.seed)", ProfileKey.thisCPU ?? "-"].joined(separator: "|")
     }
 
     var cellsDirectory: URL { outDirectory.appendingPathComponent("cells") }

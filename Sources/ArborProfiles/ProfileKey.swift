@@ -29,7 +29,9 @@ public struct ProfileKey: Hashable, Codable, Sendable, CustomStringConvertible {
     /// A stable name for this machine: its host name and CPU model, e.g.
     /// `"myhost (AMD Ryzen 9 7950X 16-Core Processor)"`; the host name alone when the CPU model
     /// is unknown, `"unknown"` when neither is.
-    public static let thisDevice: String = deviceName(host: hostName(), cpu: cpuModel())
+    public static let thisDevice: String = deviceName(host: hostName(), cpu: thisCPU)
+    /// This machine's CPU model, if the system says.
+    public static let thisCPU: String? = cpuModel()
 
     /// Joins a host name and CPU model as `thisDevice` does (either may be missing).
     public static func deviceName(host: String?, cpu: String?) -> String {
