@@ -43,6 +43,22 @@ public struct SpeculativeBenchmarkRow: Codable, Sendable {
     }
 }
 
+extension SpeculativeBenchmarkRow {
+    /// The rows as a machine-readable table (`.csv`): plain numbers, no units.
+    public static func table(_ rows: [SpeculativeBenchmarkRow]) -> ResultTable {
+        ResultTable(
+            columns: ["set", "setting", "mode", "prompts", "tokens", "decode_ms", "tokens_per_second", "speedup", "acceptance_rate",
+                      "mean_accepted_length", "mean_verify_batch", "draft_ms_per_step", "identical_to_plain"],
+            rows: rows.map { r in
+                [r.promptSet, r.setting, r.sampled ? "sampled" : "greedy", "\(r.prompts)", "\(r.generatedTokens)",
+                 String(format: "%.1f", r.decodeMilliseconds), String(format: "%.2f", r.tokensPerSecond),
+                 String(format: "%.3f", r.speedup), String(format: "%.4f", r.acceptanceRate),
+                 String(format: "%.3f", r.meanAcceptedLength), String(format: "%.2f", r.meanVerifyBatchSize),
+                 String(format: "%.3f", r.speculative.draftMillisecondsPerStep), r.identicalToPlain.map(String.init) ?? ""]
+            })
+    }
+}
+
 /// Runs settings over prompts on one target, plain decoding first, and compares.
 ///
 /// Every setting decodes through `SpeculativeGenerator` (plain = no drafter), so the timing

@@ -57,6 +57,7 @@ struct APICommand: AsyncParsableCommand {
         // Concurrent requests share the target's passes.
         options.sharedTarget = true
         options.extraDraftModels = extraDrafts
+        options.draftVocabulary = speculation.draftVocabulary
         // Resolve (and pull) the models before listening, so a bad name fails at once.
         _ = try ModelOptions.resolve(options.remote != nil ? (options.draftModel ?? options.model) : options.model)
         for d in (options.draftModel.map { [$0] } ?? []) + extraDrafts { _ = try ModelOptions.resolve(d) }

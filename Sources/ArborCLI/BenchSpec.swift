@@ -158,7 +158,7 @@ struct BenchSpecCommand: AsyncParsableCommand {
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
             try encoder.encode(report).write(to: URL(fileURLWithPath: out))
             let csvPath = (out.hasSuffix(".json") ? String(out.dropLast(5)) : out) + ".csv"
-            try Self.csv(rows).write(toFile: csvPath, atomically: true, encoding: .utf8)
+            try SpeculativeBenchmarkRow.table(rows).csv.write(toFile: csvPath, atomically: true, encoding: .utf8)
         }
         if json {
             try BenchOutput.printJSON(report)
@@ -173,18 +173,5 @@ struct BenchSpecCommand: AsyncParsableCommand {
                  String(format: "%.2f", r.meanVerifyBatchSize),
                  r.speculative.draftSteps > 0 ? String(format: "%.2f", r.speculative.draftMillisecondsPerStep) : "-", r.identicalToPlain.map { "\($0)/\(r.prompts)" } ?? "-"]
             }))
-    }
-
-    static func csv(_ rows: [SpeculativeBenchmarkRow]) -> String {
-        var lines = ["set,setting,mode,prompts,tokens,decode_ms,tokens_per_second,speedup,acceptance_rate,mean_accepted_length,mean_verify_batch,draft_ms_per_step,identical_to_plain"]
-        for r in rows {
-            lines.append([r.promptSet, r.setting, r.sampled ? "sampled" : "greedy", "\(r.prompts)", "\(r.generatedTokens)",
-                          String(format: "%.1f", r.decodeMilliseconds), String(format: "%.2f", r.tokensPerSecond),
-                          String(format: "%.3f", r.speedup), String(format: "%.4f", r.acceptanceRate),
-                          String(format: "%.3f", r.meanAcceptedLength), String(format: "%.2f", r.meanVerifyBatchSize),
-                          String(format: "%.3f", r.speculative.draftMillisecondsPerStep),
-                          r.identicalToPlain.map(String.init) ?? ""].joined(separator: ","))
-        }
-        return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -17,6 +17,8 @@ struct SpeculationOptions: ParsableArguments {
     var maxWidth: Int?
     @Flag(name: .customLong("fixed-tree"), help: "Always draft and send the full budget (no adaptive sizing).")
     var fixedTree = false
+    @Option(name: .customLong("draft-vocab"), help: ArgumentHelp("VocabTrim: the draft model's head scores only the K tokens the target produces most (counts from `arbor profile vocab`); default: the whole vocabulary.", valueName: "K"))
+    var draftVocabulary: Int?
     @Option(name: .customLong("max-run-ahead"), help: "Most tokens a remote target may be asked to decode by itself in one exchange, when drafting does not pay (0: never).")
     var maxRunAhead = 32
 
@@ -33,6 +35,7 @@ struct SpeculationOptions: ParsableArguments {
         }
         guard maxNodes >= 1, maxDepth >= 1, (maxWidth ?? 1) >= 1 else { throw ValidationError("--max-nodes, --max-depth and --max-width must be at least 1") }
         guard (0...65535).contains(maxRunAhead) else { throw ValidationError("--max-run-ahead must be 0…65535") }
+        if let k = draftVocabulary, k < 1 { throw ValidationError("--draft-vocab must be at least 1") }
     }
 
     var configuration: SpeculationConfiguration {

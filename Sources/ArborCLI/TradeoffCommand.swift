@@ -96,13 +96,13 @@ struct TradeoffCommand: AsyncParsableCommand {
     func run() async throws {
         // The runtime composes the target and the drafter; every setting below builds its own
         // generator on them (a draft model is loaded once).
-        let runtime = try Runtime(
-            options: RuntimeOptions(
-                model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,
-                remote: try remote.target(clientName: "arbor-tradeoff"), threads: threads ?? ModelRegistryDefaults.threads,
-                configuration: cost.apply(to: speculation.configuration), targetPricePerHour: cost.targetPricePerHour,
-                profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile),
-            resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })
+        var options = RuntimeOptions(
+            model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,
+            remote: try remote.target(clientName: "arbor-tradeoff"), threads: threads ?? ModelRegistryDefaults.threads,
+            configuration: cost.apply(to: speculation.configuration), targetPricePerHour: cost.targetPricePerHour,
+            profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile)
+        options.draftVocabulary = speculation.draftVocabulary
+        let runtime = try Runtime(options: options, resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })
         let bundle = runtime.local
         let items = try PromptsCommand.items(set, limit: limit)
         let prompts = try items.map { try bundle.chatTokens([ChatMessage(role: "user", content: $0.userMessage)]) }

@@ -89,22 +89,31 @@ public enum DrafterChoice: Sendable, Hashable, CustomStringConvertible {
 
     /// Builds the drafter for a target with `targetTokenizer` (nil for `none`). `loadModel` turns
     /// a draft model's name into a loaded bundle (already in memory when a remote target's client
-    /// loaded it for its tokenizer).
+    /// loaded it for its tokenizer). `trimHead`, when given, turns a same-vocabulary draft model
+    /// into one whose head scores fewer tokens (VocabTrim); the drafter's name then says how many.
     public func makeDrafter(targetTokenizer: any Tokenizer, targetName: String,
-                            loadModel: (String) throws -> ModelBundle) throws -> (any Drafter)? {
+                            loadModel: (String) throws -> ModelBundle,
+                            trimHead: ((ModelBundle) throws -> DecoderModel)? = nil) throws -> (any Drafter)? {
         switch self {
         case .none, .auto: return nil  // the runtime resolves `auto` to a concrete choice first
         case .ngram: return NGramDrafter()
         case .suffix: return SuffixDrafter()
         case let .model(name):
             let draft = try loadModel(name)
-            return try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: name,
+            // The vocabulary check first: a trim keyed by the target's counts needs the target's vocabulary.
+            let full = try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: name,
+                                        targetTokenizer: targetTokenizer, targetName: targetName)
+            guard let trimHead else { return full }
+            let trimmed = try trimHead(draft)
+            return try ModelDrafter(model: trimmed, tokenizer: draft.tokenizer, name: "\(name)@\(trimmed.outputTokens?.count ?? 0)",
                                     targetTokenizer: targetTokenizer, targetName: targetName)
         case let .cross(name):
             let draft = try loadModel(name)
             return CrossVocabularyDrafter(model: draft.model, tokenizer: draft.tokenizer, name: name, targetTokenizer: targetTokenizer)
         case let .composite(parts):
-            let drafters = try parts.compactMap { try $0.makeDrafter(targetTokenizer: targetTokenizer, targetName: targetName, loadModel: loadModel) }
+            let drafters = try parts.compactMap {
+                try $0.makeDrafter(targetTokenizer: targetTokenizer, targetName: targetName, loadModel: loadModel, trimHead: trimHead)
+            }
             return CompositeDrafter(drafters)
         }
     }

@@ -81,11 +81,8 @@ public final class DrafterRouter: @unchecked Sendable {
         // new bucket starts with the drafter that does best overall instead of trying them all.
         let total = Double(stats.values.reduce(0) { $0 + $1.count })
         func score(_ c: DrafterChoice) -> Double {
-            let global = overall[c.description]!.mean
-            let local = stats[c.description]
-            let n = Double(local?.count ?? 0)
-            let estimate = (n * (local?.mean ?? 0) + Self.priorWeight * global) / (n + Self.priorWeight)
-            return estimate * (1 + exploration * (log(total + 1) / (n + 1)).squareRoot())
+            let n = Double(stats[c.description]?.count ?? 0)
+            return Self.estimate(c, local: stats, overall: overall)! * (1 + exploration * (log(total + 1) / (n + 1)).squareRoot())
         }
         return candidates.max { score($0) < score($1) }!
     }
@@ -143,25 +140,33 @@ public final class DrafterRouter: @unchecked Sendable {
 }
 
 extension DrafterRouter {
-    /// The candidate other than `choice` with the best estimate for `features`' bucket (its own
-    /// mean there blended with its mean over all buckets, as `choose` estimates), with that
+    /// The estimated tokens/s of `choice` in `features`' bucket, as `choose` estimates it (its
+    /// mean there blended with its mean over all buckets); 0 when it was never measured.
+    public func estimate(_ choice: DrafterChoice, _ features: PromptFeatures) -> Double {
+        let (stats, overall) = lock.withLock { (arms[features.bucket] ?? [:], totals()) }
+        return Self.estimate(choice, local: stats, overall: overall) ?? 0
+    }
+
+    private static func estimate(_ c: DrafterChoice, local stats: [String: RouterArmRecord], overall: [String: RouterArmRecord]) -> Double? {
+        guard let global = overall[c.description] else { return nil }
+        let local = stats[c.description]
+        let n = Double(local?.count ?? 0)
+        return (n * (local?.mean ?? 0) + priorWeight * global.mean) / (n + priorWeight)
+    }
+
+    /// The candidate other than `choice` with the best estimate for `features`' bucket, with that
     /// estimate, if any other candidate has been measured anywhere.
     public func bestAlternative(to choice: DrafterChoice, _ features: PromptFeatures) -> (choice: DrafterChoice, tokensPerSecond: Double)? {
         let (stats, overall) = lock.withLock { (arms[features.bucket] ?? [:], totals()) }
         return candidates.filter { $0 != choice }
-            .compactMap { c -> (DrafterChoice, Double)? in
-                guard let global = overall[c.description] else { return nil }
-                let local = stats[c.description]
-                let n = Double(local?.count ?? 0)
-                return (c, (n * (local?.mean ?? 0) + Self.priorWeight * global.mean) / (n + Self.priorWeight))
-            }
+            .compactMap { c in Self.estimate(c, local: stats, overall: overall).map { (c, $0) } }
             .max { $0.1 < $1.1 }
     }
 }
 
-/// The drafter of an `auto` request: the router's pick (`primary`; nil for plain decoding, which
-/// then runs through the speculative loop with no drafts so that it can be watched too), watched
-/// as the request runs. When, after `minimumTokens`, it has delivered clearly less than the
+/// The drafter of an `auto` request the router explores with: its pick (`primary`; nil for
+/// plain decoding, which then runs through the speculative loop with no drafts so that it can be
+/// watched too), watched as the request runs. When, after `minimumTokens`, it has delivered clearly less than the
 /// bucket's best alternative is estimated to (`switchBelow` of its tokens/s), the rest of the
 /// request drafts with that alternative. One switch at most: a request is too short to learn
 /// more, and the router learns across requests. This bounds what exploring costs: a drafter

@@ -35,6 +35,10 @@ public struct RuntimeOptions: Sendable {
     /// More draft models requests may choose (`model:<alias>`), beside `draftModel`; each must
     /// have the target's vocabulary (checked when first used).
     public var extraDraftModels: [String] = []
+    /// VocabTrim: the head of a same-vocabulary draft model scores only the K tokens the target
+    /// produces most (counts from `arbor profile vocab` in the profile database); nil scores the
+    /// whole vocabulary.
+    public var draftVocabulary: Int?
 
     public init(model: String, draftModel: String? = nil, drafter: DrafterChoice? = nil, remote: RemoteTarget? = nil,
                 threads: Int = ModelRegistry.defaultThreadCount, configuration: SpeculationConfiguration = SpeculationConfiguration(),
@@ -285,9 +289,12 @@ public final class Runtime: @unchecked Sendable {
         try gate.enter(isCancelled: isCancelled)
         defer { gate.leave() }
         var drafter = try self.drafter(for: choice)
-        // A routed request may switch once, to what does best in its bucket, when its pick lags
-        // (plain decoding too: it then runs through the speculative loop with no drafts).
-        if let routing, let (alternative, rate) = router.bestAlternative(to: choice, routing) {
+        // A request the router is exploring with (its pick is not the bucket's best estimate) may
+        // switch once, to the best, when the pick lags (plain decoding too: it then runs through
+        // the speculative loop with no drafts). A pick that is the best estimate keeps the
+        // request: when it runs slow, the prompt is hard, and the others would be slow too.
+        if let routing, let (alternative, rate) = router.bestAlternative(to: choice, routing),
+           rate > router.estimate(choice, routing) {
             let r = RoutedDrafter(primary: drafter, fallback: try self.drafter(for: alternative), fallbackChoice: alternative, fallbackRate: rate)
             routed = r
             drafter = r
@@ -377,12 +384,17 @@ public final class Runtime: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let d = drafters[choice] { return d }
-        let d = try choice.makeDrafter(targetTokenizer: local.tokenizer, targetName: target.targetName) { name in
+        let d = try choice.makeDrafter(targetTokenizer: local.tokenizer, targetName: target.targetName, loadModel: { name in
             if let b = draftBundles[name] { return b }
             let b = try ModelBundle.load(path: try resolveModel(name), threads: options.threads)
             draftBundles[name] = b
             return b
-        }
+        }, trimHead: options.draftVocabulary.map { keep in
+            { [local, profiles] draft in
+                guard let store = profiles.store else { throw RuntimeError.draftVocabularyNeedsProfiles }
+                return try VocabTrim.trimmedDraft(draft, keep: keep, targetTokenizer: local.tokenizer, store: store)
+            }
+        })
         drafters[choice] = d
         return d
     }

@@ -5,6 +5,8 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
     /// A draft model was asked for that this runtime was not started with.
     case draftModelNotLoaded(String, available: [String])
     case cancelled
+    /// `draftVocabulary` reads VocabTrim's counts from the profile database, which is off or unreadable.
+    case draftVocabularyNeedsProfiles
 
     public var description: String {
         switch self {
@@ -13,6 +15,8 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable {
         case let .draftModelNotLoaded(name, available):
             "draft model '\(name)' is not available here" + (available.isEmpty ? " (none was loaded: start with --draft)" : " (available: \(available.joined(separator: ", ")))")
         case .cancelled: "the request was cancelled"
+        case .draftVocabularyNeedsProfiles:
+            "--draft-vocab reads the target's token counts from the profile database, which is switched off (--no-profile) or could not be opened"
         }
     }
 }

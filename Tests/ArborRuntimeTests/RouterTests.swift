@@ -81,6 +81,19 @@ struct RouterTests {
         }
     }
 
+    @Test("only a pick that explores is watched for a switch: the best estimate's alternatives are all estimated lower")
+    func exploreOnlySwitch() {
+        let router = DrafterRouter(candidates: [.suffix, .model("d"), .none], store: nil, scope: "s")
+        let prose = PromptFeatures(tokens: (0..<20).map { Int32($0) }, text: "Tell me about the sea.")
+        for (c, r) in [(DrafterChoice.suffix, 30.0), (.suffix, 34), (.model("d"), 20), (.none, 17)] { router.record(c, features: prose, tokensPerSecond: r) }
+        #expect(abs(router.estimate(.suffix, prose) - 32) < 1e-9)
+        let forBest = try! #require(router.bestAlternative(to: .suffix, prose))
+        #expect(forBest.choice == .model("d") && forBest.tokensPerSecond < router.estimate(.suffix, prose))
+        let forExplorer = try! #require(router.bestAlternative(to: .none, prose))
+        #expect(forExplorer.choice == .suffix && forExplorer.tokensPerSecond > router.estimate(.none, prose))
+        #expect(router.estimate(.model("x"), prose) == 0)
+    }
+
     @Test("a routed pick that lags switches once to the alternative, output unchanged; one that keeps up stays")
     func routedSwitch() throws {
         try TemporaryDirectory.with { dir in

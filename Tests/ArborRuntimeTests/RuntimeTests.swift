@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborProfiles
 import ArborTestSupport
 import Foundation
 import Testing
@@ -159,4 +160,35 @@ final class LockedResults: @unchecked Sendable {
     func set(_ i: Int, _ r: Result<[Int32], any Error>) { lock.lock(); items[i] = r; lock.unlock() }
     var complete: Bool { lock.lock(); defer { lock.unlock() }; return items.allSatisfy { $0 != nil } }
     func get(_ i: Int) throws -> [Int32]? { lock.lock(); defer { lock.unlock() }; return try items[i]?.get() }
+}
+
+extension RuntimeTests {
+    @Test("--draft-vocab: the draft model's head trimmed to the target's most produced tokens, output unchanged; no counts or no database: a clear error")
+    func trimmedDraftHead() throws {
+        try TemporaryDirectory.with { dir in
+            let path = try TinyModel(.qwen2).write(to: dir)
+            let db = dir.file("p.sqlite").path
+            var options = RuntimeOptions(model: path, draftModel: path, drafter: .model(path), threads: 1, profileDatabase: db)
+            options.draftVocabulary = 16
+            let prompt: [Int32] = [5, 9, 17, 5, 9, 17, 5]
+            let parameters = GenerationParameters(maxTokens: 16, sampling: .greedy, stopAtEndOfText: false)
+            // No counts yet: the drafter cannot be built, and the error says what to run.
+            let empty = try Runtime(options: options, resolveModel: { $0 })
+            #expect(throws: VocabTrimError.self) { try empty.generate(prompt: prompt, parameters: parameters) }
+            // Counts of what the target produces (as `arbor profile vocab` stores them).
+            let plain = try empty.generate(prompt: prompt, parameters: parameters, settings: RequestSettings(drafter: DrafterChoice.none))
+            var counts: [Int32: Int] = [:]
+            for t in plain.tokens { counts[t, default: 0] += 1 }
+            try ProfileStore(path: db).addTokenCounts(vocabulary: VocabTrim.vocabularyKey(empty.tokenizer), counts)
+            let runtime = try Runtime(options: options, resolveModel: { $0 })
+            let r = try runtime.generate(prompt: prompt, parameters: parameters)
+            #expect(r.tokens == plain.tokens)
+            let name = try #require(r.stats.speculative?.drafter)
+            #expect(name.hasPrefix("model:" + path + "@"), "the drafter's name says how many tokens its head scores: \(name)")
+            // Without the profile database there are no counts to trim by.
+            options.persistProfiles = false
+            let off = try Runtime(options: options, resolveModel: { $0 })
+            #expect(throws: RuntimeError.draftVocabularyNeedsProfiles) { try off.generate(prompt: prompt, parameters: parameters) }
+        }
+    }
 }
