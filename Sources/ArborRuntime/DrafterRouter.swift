@@ -166,9 +166,9 @@ extension DrafterRouter {
 
 /// The drafter of an `auto` request the router explores with: its pick (`primary`; nil for
 /// plain decoding, which then runs through the speculative loop with no drafts so that it can be
-/// watched too), watched as the request runs. When, after `minimumTokens`, it has delivered clearly less than the
-/// bucket's best alternative is estimated to (`switchBelow` of its tokens/s), the rest of the
-/// request drafts with that alternative. One switch at most: a request is too short to learn
+/// watched too), watched as the request runs. When, after `minimumTokens`, it has delivered
+/// clearly less than the bucket's best alternative is estimated to (`switchBelow` of its
+/// tokens/s), the rest of the request drafts with that alternative. One switch at most: a request is too short to learn
 /// more, and the router learns across requests. This bounds what exploring costs: a drafter
 /// tried where it does badly costs a few rounds, not the request.
 ///
