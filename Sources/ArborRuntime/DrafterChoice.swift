@@ -100,12 +100,10 @@ public enum DrafterChoice: Sendable, Hashable, CustomStringConvertible {
         case .suffix: return SuffixDrafter()
         case let .model(name):
             let draft = try loadModel(name)
-            // The vocabulary check first: a trim keyed by the target's counts needs the target's vocabulary.
-            let full = try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: name,
-                                        targetTokenizer: targetTokenizer, targetName: targetName)
-            guard let trimHead else { return full }
-            let trimmed = try trimHead(draft)
-            return try ModelDrafter(model: trimmed, tokenizer: draft.tokenizer, name: "\(name)@\(trimmed.outputTokens?.count ?? 0)",
+            // The drafter checks that the draft shares the target's vocabulary (a trimmed copy keeps its tokenizer).
+            let trimmed = try trimHead?(draft)
+            return try ModelDrafter(model: trimmed ?? draft.model, tokenizer: draft.tokenizer,
+                                    name: trimmed.map { "\(name)@\($0.outputTokens?.count ?? 0)" } ?? name,
                                     targetTokenizer: targetTokenizer, targetName: targetName)
         case let .cross(name):
             let draft = try loadModel(name)

@@ -168,9 +168,9 @@ extension DrafterRouter {
 /// plain decoding, which then runs through the speculative loop with no drafts so that it can be
 /// watched too), watched as the request runs. When, after `minimumTokens`, it has delivered
 /// clearly less than the bucket's best alternative is estimated to (`switchBelow` of its
-/// tokens/s), the rest of the request drafts with that alternative. One switch at most: a request is too short to learn
-/// more, and the router learns across requests. This bounds what exploring costs: a drafter
-/// tried where it does badly costs a few rounds, not the request.
+/// tokens/s), the rest of the request drafts with that alternative. One switch at most: a
+/// request is too short to learn more, and the router learns across requests. This bounds what
+/// exploring costs: a drafter tried where it does badly costs a few rounds, not the request.
 ///
 /// It sees only what every drafter sees: each round's context, whose growth is the tokens the
 /// round committed, and the clock between rounds. Verification does not depend on who drafted,
