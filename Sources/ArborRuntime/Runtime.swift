@@ -284,7 +284,7 @@ public final class Runtime: @unchecked Sendable {
         }
         if let host {
             return try generateShared(on: host, prompt: prompt, parameters: parameters, settings: settings, choice: choice,
-                                      isCancelled: isCancelled, onEvent: onEvent)
+                                      bucket: routing?.bucket, isCancelled: isCancelled, onEvent: onEvent)
         }
         try gate.enter(isCancelled: isCancelled)
         defer { gate.leave() }
@@ -304,7 +304,7 @@ public final class Runtime: @unchecked Sendable {
             return try TextGenerator(model: local.model, tokenizer: local.tokenizer)
                 .generate(promptTokens: prompt, parameters: parameters, onPiece: { onEvent(.piece($0)) })
         }
-        let (policy, persistence) = policy(for: drafter)
+        let (policy, persistence) = policy(for: drafter, bucket: routing?.bucket)
         policy.configuration = configuration(for: settings)
         let result = try run(SpeculativeGenerator(verifier: target.verifier, drafter: drafter, tokenizer: local.tokenizer, policy: policy),
                              prompt: prompt, parameters: parameters, onEvent: onEvent)
@@ -313,9 +313,10 @@ public final class Runtime: @unchecked Sendable {
     }
 
     /// A request on the shared target: its own verifier (KV cache) on the host and its own policy,
-    /// started from what the drafter's policy learned last.
+    /// started from what the drafter's policy learned last (in the router's `bucket`, if routed).
     private func generateShared(on host: TargetHost, prompt: [Int32], parameters: GenerationParameters, settings: RequestSettings,
-                                choice: DrafterChoice, isCancelled: () -> Bool, onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
+                                choice: DrafterChoice, bucket: String?, isCancelled: () -> Bool,
+                                onEvent: (GenerationEvent) -> Bool) throws -> GenerationResult {
         let lookup = choice == .ngram
         // A stateful drafter serves one request at a time; prompt lookup is built per request.
         let line: FairGate? = choice == .none || lookup ? nil : lock.withLock {
@@ -329,9 +330,11 @@ public final class Runtime: @unchecked Sendable {
         try line?.enter(isCancelled: isCancelled)
         defer { line?.leave() }
         let drafter: (any Drafter)? = lookup ? NGramDrafter() : try self.drafter(for: choice)
-        let name = drafter?.name ?? "none"
-        let persistence = persistence(for: drafter)
-        let start = lock.withLock { learned[name] } ?? target.seeded(persistence.load())
+        let name = Self.profileName(drafter, bucket: bucket)
+        let persistence = profiles.with(drafter: name)
+        let start = lock.withLock { learned[name] } ?? startingProfile(persistence, drafter: drafter, bucket: bucket) {
+            lock.withLock { learned[Self.profileName(drafter, bucket: nil)] }
+        }
         let policy = RoundPolicy(configuration: configuration(for: settings), drafterCostsTime: drafter?.costsTimePerStep ?? false, profile: start)
         let result = try run(SpeculativeGenerator(verifier: HostedVerifier(host: host), drafter: drafter, tokenizer: local.tokenizer, policy: policy),
                              prompt: prompt, parameters: parameters, onEvent: onEvent)
@@ -399,17 +402,40 @@ public final class Runtime: @unchecked Sendable {
         return d
     }
 
-    /// The policy of a drafter, started from its stored profile.
-    private func policy(for drafter: (any Drafter)?) -> (RoundPolicy, ProfilePersistence) {
-        let name = drafter?.name ?? "none"
+    /// The policy of a drafter (in the router's `bucket`, if routed), started from its stored profile.
+    private func policy(for drafter: (any Drafter)?, bucket: String? = nil) -> (RoundPolicy, ProfilePersistence) {
+        let name = Self.profileName(drafter, bucket: bucket)
         lock.lock()
         defer { lock.unlock() }
         if let p = policies[name] { return p }
-        let persistence = persistence(for: drafter)
-        let policy = RoundPolicy(configuration: configuration, drafterCostsTime: drafter?.costsTimePerStep ?? false,
-                                 profile: target.seeded(persistence.load()))
+        let persistence = profiles.with(drafter: name)
+        let start = startingProfile(persistence, drafter: drafter, bucket: bucket) {
+            policies[Self.profileName(drafter, bucket: nil)]?.policy.profile
+        }
+        let policy = RoundPolicy(configuration: configuration, drafterCostsTime: drafter?.costsTimePerStep ?? false, profile: start)
         policies[name] = (policy, persistence)
         return (policy, persistence)
+    }
+
+    /// The profile key of `drafter`'s policy: its name, and for a routed request the router's
+    /// bucket (`suffix#repeats-code-short`). Acceptance differs by kind of prompt far more than by
+    /// request (the suffix tree's drafts on code are accepted six deep, on prose rarely two), and
+    /// one calibration averaged over a mixed workload drafts too shallow on code and too deep on
+    /// prose; the router knows the kind, so its requests keep one calibration per bucket.
+    static func profileName(_ drafter: (any Drafter)?, bucket: String?) -> String {
+        let name = drafter?.name ?? "none"
+        return bucket.map { "\(name)#\($0)" } ?? name
+    }
+
+    /// The stored profile of `persistence`'s key; a bucket's first profile starts from the
+    /// drafter's own (`general`, in memory, else stored), its costs kept and its acceptance
+    /// evidence lightened to a prior the bucket's rounds soon outweigh.
+    private func startingProfile(_ persistence: ProfilePersistence, drafter: (any Drafter)?, bucket: String?,
+                                 general: () -> CostProfile?) -> CostProfile {
+        let stored = persistence.load()
+        guard bucket != nil, stored.rounds == 0 else { return target.seeded(stored) }
+        let base = general() ?? profiles.with(drafter: Self.profileName(drafter, bucket: nil)).load()
+        return target.seeded(base.withLightAcceptance())
     }
 
     /// Where the profile of `drafter` with this runtime's target is stored.

@@ -30,6 +30,26 @@ struct RoundPolicyTests {
                     drafterCostsTime: costsTime, profile: profile)
     }
 
+    @Test("A bucket's first profile keeps the costs and only a light prior of the acceptance evidence")
+    func lightAcceptance() {
+        var p = remoteProfile(overhead: 20)
+        p.calibrationOffered[9] = 1000
+        p.calibrationAccepted[9] = 900
+        p.calibrationOffered[2] = 4
+        p.calibrationAccepted[2] = 1
+        p.depthObservations = [50, 40, 3, 1]
+        let light = p.withLightAcceptance(observations: 8)
+        #expect(light.targetMilliseconds == p.targetMilliseconds && light.draftStepMilliseconds == p.draftStepMilliseconds)
+        #expect(abs(light.calibrationOffered[9] - 8) < 1e-9 && abs(light.calibrationAccepted[9] - 7.2) < 1e-9)
+        #expect(abs(light.calibrated(0.95) - p.calibrated(0.95)) < 0.05)
+        #expect(light.calibrationOffered[2] == 4 && light.calibrationAccepted[2] == 1)
+        #expect(light.depthObservations == [2, 2, 2, 1] && light.depthAcceptance == p.depthAcceptance)
+        // Rounds on prose where high-confidence drafts fail move the light prior at once.
+        var moved = light
+        moved.calibrationOffered[9] += 30
+        #expect(moved.calibrated(0.95) < 0.3)
+    }
+
     @Test("cs parses the seed's forms and rejects nonsense")
     func csForms() throws {
         #expect(try CostSensitivity(parsing: "tps").value == 0)

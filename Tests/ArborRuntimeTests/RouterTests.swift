@@ -76,6 +76,10 @@ struct RouterTests {
             let stats = runtime.router.statistics(bucket: bucket)
             #expect(stats.values.reduce(0) { $0 + $1.count } >= 4)
             #expect(Set(stats.keys) == ["suffix", "none"])
+            // A routed request keeps its acceptance calibration per bucket (beside the drafter's own).
+            let store = try ProfileStore(path: dir.file("p.sqlite").path)
+            let drafters = Set(try store.list().map(\.key.drafter))
+            #expect(used.contains("suffix") == drafters.contains("suffix#\(bucket)"))
             #expect(throws: RuntimeError.unknownDrafter("auto+suffix")) { try DrafterChoice(parsing: "auto+suffix") }
             #expect(try DrafterChoice(parsing: "auto") == .auto)
         }

@@ -121,6 +121,21 @@ public struct CostProfile: Codable, Sendable, Equatable {
         }
     }
 
+    /// This profile's costs with its acceptance evidence kept only as a prior worth about
+    /// `observations` offered nodes per confidence decile and a few rounds per depth: the start
+    /// of a profile for a narrower kind of prompt (the router's buckets), whose acceptance may
+    /// differ from the drafter's average while its costs do not.
+    public func withLightAcceptance(observations: Double = 8) -> CostProfile {
+        var p = self
+        for i in 0..<p.calibrationOffered.count where p.calibrationOffered[i] > observations {
+            let scale = observations / p.calibrationOffered[i]
+            p.calibrationOffered[i] *= scale
+            p.calibrationAccepted[i] *= scale
+        }
+        p.depthObservations = p.depthObservations.map { min($0, 2) }
+        return p
+    }
+
     // MARK: Estimates
 
     /// Rounds after which a batch size's own smoothed time is trusted over the fitted line.
