@@ -12,6 +12,9 @@ public final class ProgressDisplay {
     private let write: (String) -> Void
     private let start = MonotonicClock.now
     private var done = 0
+    /// Units finished without work in this process (a resumed run's saved cells): they count
+    /// toward progress but not toward the rate, or a resumed run would promise an ETA of seconds.
+    private var skipped = 0
     private var lineOpen = false
 
     /// `total` units of work; `write` gets the text (stderr by default).
@@ -22,10 +25,12 @@ public final class ProgressDisplay {
         self.write = write
     }
 
-    /// Remaining time from the mean time per unit so far ("?" before the first).
-    public func eta(after done: Int, elapsedSeconds: Double) -> String {
-        guard done > 0 else { return "?" }
-        let left = elapsedSeconds / Double(done) * Double(max(total - done, 0))
+    /// Remaining time from the mean time per unit worked so far ("?" before the first);
+    /// `skipped` of the `done` units took no time (saved, not run).
+    public func eta(after done: Int, skipped: Int = 0, elapsedSeconds: Double) -> String {
+        let worked = done - skipped
+        guard worked > 0 else { return "?" }
+        let left = elapsedSeconds / Double(worked) * Double(max(total - done, 0))
         return Self.duration(left)
     }
 
@@ -40,11 +45,19 @@ public final class ProgressDisplay {
         show(label)
     }
 
+    /// `n` units already finished before this process (saved results): progress, not rate.
+    public func skip(_ n: Int, label: String) {
+        let n = min(n, total - done)
+        done += n
+        skipped += n
+        show(label)
+    }
+
     /// Redraws with `label` without advancing.
     public func show(_ label: String) {
         let elapsed = MonotonicClock.millisecondsSince(start) / 1000
         let fraction = Double(done) / Double(total)
-        let eta = eta(after: done, elapsedSeconds: elapsed)
+        let eta = eta(after: done, skipped: skipped, elapsedSeconds: elapsed)
         if isTerminal {
             let width = 24, filled = Int(fraction * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)

@@ -106,11 +106,11 @@ struct BenchRunCommand: AsyncParsableCommand {
             case let .promptFinished(spec, _, _):
                 display.advance(label: spec.id)
             case let .cellFinished(i, n, cell, resumed):
-                if resumed { display.advance(by: cell.records.count, label: cell.spec.id) }
+                if resumed { display.skip(cell.records.count, label: cell.spec.id) }
                 display.log(String(format: "%@ cell %d/%d %@: %.1f tok/s over %d prompts", resumed ? "saved" : "done", i + 1, n,
                                    cell.spec.id, cell.tokensPerSecond, cell.records.count))
             case let .cellSkipped(i, n, spec, reason):
-                display.advance(by: spec.limit, label: spec.id)
+                display.skip(spec.limit, label: spec.id)
                 display.log("skipped cell \(i + 1)/\(n) \(spec.id): \(reason)")
             }
         }

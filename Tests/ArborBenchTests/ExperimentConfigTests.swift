@@ -145,5 +145,9 @@ struct ExperimentConfigTests {
         #expect(d.eta(after: 0, elapsedSeconds: 0) == "?" && d.eta(after: 1, elapsedSeconds: 30) == "1m30s")
         d.advance(label: "cell a")
         #expect(lines.last?.hasPrefix("[1/4] 25%, ETA ") == true && lines.last?.hasSuffix(": cell a\n") == true)
+        // Saved work (a resumed run) is progress but not rate: 1 unit worked in 30 s, 2 skipped,
+        // 1 left → 30 s, not 10 s.
+        #expect(d.eta(after: 3, skipped: 2, elapsedSeconds: 30) == "30s")
+        #expect(d.eta(after: 2, skipped: 2, elapsedSeconds: 30) == "?")
     }
 }
