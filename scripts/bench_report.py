@@ -667,6 +667,26 @@ def experiment_table(cells: list[dict]) -> str:
     return md_table(header, [[get(c) for _, get in columns] for c in cells], right)
 
 
+def slice_table(cells: list[dict]) -> str | None:
+    """Per-set slices of the mixed-workload cells (`by_set`): each setting's tok/s and speedup over
+    plain decoding on the prompts of each set inside the mix; None when no cell has slices."""
+    mixed = [c for c in cells if isinstance(c.get("by_set"), dict) and c["by_set"]]
+    if not mixed:
+        return None
+    sets = unique(s for c in mixed for s in c["by_set"])
+    header = ["setting", "mode", "all: tok/s", "all: speedup"]
+    for s in sets:
+        header += [f"{s}: tok/s", f"{s}: speedup"]
+    rows = []
+    for c in mixed:
+        row = [text(c, "setting"), mode(c), fmt(c.get("tokens_per_second"), 1), fmt(c.get("speedup"), 2, "×")]
+        for s in sets:
+            part = c["by_set"].get(s) or {}
+            row += [fmt(part.get("tokens_per_second"), 1), fmt(part.get("speedup"), 2, "×")]
+        rows.append(row)
+    return md_table(header, rows, set(range(2, len(header))))
+
+
 def write_report(data: dict, results_path: str, charts: list[Chart], out_dir: str) -> str:
     cells = data["cells"]
     experiments: OrderedDict[str, list[dict]] = OrderedDict()
@@ -694,6 +714,13 @@ def write_report(data: dict, results_path: str, charts: list[Chart], out_dir: st
         lines += [f"## {md_escape(name)}", "", f"Kind: {', '.join(k or '-' for k in kinds)}; "
                   f"{len(exp_cells)} cell{'s' if len(exp_cells) != 1 else ''}.", ""]
         lines += [experiment_table(exp_cells), ""]
+        # The mix's per-set slices under the experiment that ran settings on it, plain decoding's first.
+        mixed_here = [c for c in exp_cells if c.get("by_set")]
+        plain = [c for c in cells if c.get("by_set") and experiment_of(c) == "baseline" and name != "baseline"]
+        slices = slice_table(plain + mixed_here) if mixed_here else None
+        if slices and (name != "baseline" or len(experiments) == 1):
+            lines += ["The mixed workload by prompt set: each setting on the mix's prompts of each "
+                      "set (speedup over plain decoding on the same prompts of the mix).", "", slices, ""]
         for chart in charts_under.get(name, []):
             sources = unique(experiment_of(c) for c in chart.cells)
             also = f" Drawn from experiments {', '.join(sources)}." if len(sources) > 1 else ""

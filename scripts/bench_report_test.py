@@ -65,6 +65,14 @@ def synthetic_results() -> dict:
         cells.append(cell("routing", "routing", s, "auto", tps=base * 2.0, speedup=2.0,
                           acceptance_by_depth=None,
                           router_choices={"suffix": 12, "model:qwen2.5-coder-0.5b": 8}))
+    # The three sets interleaved: plain decoding and two settings, with per-set slices.
+    mix_plain = {s: {"tokens_per_second": plain_tps[s]} for s in SETS}
+    cells.append(cell("baseline", "baseline", "mix", "plain", tps=15.6, speedup=None, acceptance_rate=None,
+                      acceptance_by_depth=None, identical_to_plain=None, by_set=mix_plain))
+    for name, gain in (("suffix", 1.67), ("auto", 1.76)):
+        cells.append(cell("routing", "routing", "mix", name, tps=15.6 * gain, speedup=gain, acceptance_by_depth=None,
+                          by_set={s: {"tokens_per_second": plain_tps[s] * gain * (1.5 if s == "humaneval" else 0.8),
+                                      "speedup": gain * (1.5 if s == "humaneval" else 0.8)} for s in SETS}))
     # A drafters cell with its optional fields missing altogether.
     cells.append({"experiment": "drafters", "kind": "drafters", "set": "sharegpt", "setting": "cross-chain",
                   "mode": "greedy", "prompts": 20, "tokens_per_second": 14.0, "speedup": None})
@@ -143,6 +151,11 @@ class BenchReportTest(unittest.TestCase):
         for text in ("qwen2.5-coder-1.5b", "smollm2-135m", "Intel(R) Xeon(R) Processor", "modelled",
                      "2026-12-06T12:00:00Z", "2.11×", "20/20", "76.8%", "suffix 12", "| 1.10 |"):
             self.assertTrue(text in report, f"{text!r} not in report.md")
+        # The mix's per-set slices, in the routing section, plain decoding's row first.
+        self.assertIn("The mixed workload by prompt set", report)
+        self.assertIn("| plain | greedy | 15.6 | - | 16.0 | - | 15.2 | - | 15.6 | - |", report)
+        self.assertIn("| auto | greedy | 27.5 | 1.76× | 42.2 | 2.64× |", report)
+        self.assertLess(report.index("## routing"), report.index("The mixed workload by prompt set"))
         # Charts sit under an experiment they show: speedup after both drafters and routing tables.
         self.assertLess(report.index("## routing"), report.index("![speedup]"))
         self.assertLess(report.index("## drafters"), report.index("![acceptance_by_depth]"))
