@@ -98,6 +98,14 @@ public final class ExperimentRunner {
         return results
     }
 
+    /// Every measured cell of `full`: this run's (`ran`), else one saved earlier with this run's
+    /// fingerprint, in `full`'s order. A run of some experiments (`--experiments`) then still
+    /// reports the others already measured.
+    public func cells(of full: ExperimentPlan, ran: [CellResult]) -> [CellResult] {
+        let fresh = Dictionary(ran.map { ($0.spec.id, $0) }, uniquingKeysWith: { _, last in last })
+        return full.cells.compactMap { fresh[$0.id] ?? saved($0) }
+    }
+
     struct CellSkipped: Error { var reason: String }
 
     /// The prompts of a cell: a set's first `limit`, or for `mix` the sets' prompts interleaved.

@@ -31,7 +31,7 @@ struct BenchRunCommand: AsyncParsableCommand {
     var config: String
     @Option(help: "Output directory (default: <data dir>/bench/<config name>).")
     var out: String?
-    @Option(name: .customLong("experiments"), help: "Run only these experiments (comma-separated names).")
+    @Option(name: .customLong("experiments"), help: "Run only these experiments (comma-separated names); the results and report still include the saved cells of the others.")
     var experiments: String?
     @Option(help: "Override the config's prompts per set (every experiment), e.g. for a quick run.")
     var limit: Int?
@@ -117,7 +117,9 @@ struct BenchRunCommand: AsyncParsableCommand {
         let cells = try runner.run()
         display.finish()
 
-        let results = BenchResults(config: config, plan: plan, cells: cells)
+        // With --experiments, the results and report still cover every experiment measured before.
+        let full = only == nil ? plan : ExperimentPlan(parsed)
+        let results = BenchResults(config: config, plan: full, cells: only == nil ? cells : runner.cells(of: full, ran: cells))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try encoder.encode(results).write(to: outDir.appendingPathComponent("results.json"))

@@ -62,6 +62,11 @@ struct ExperimentRunnerTests {
             #expect(again.count == plan.cells.count && ran.count == 2 && resumed.count == plan.cells.count - 2)
             // Greedy outputs do not depend on the run: the rerun cells match the first run's.
             for (a, b) in zip(cells, again) { #expect(a.records.map(\.outputHash) == b.records.map(\.outputHash), "\(a.spec.id)") }
+            // A run of one experiment still reports every cell measured before.
+            let partial = ExperimentRunner(plan: ExperimentPlan(try config(target: target), only: ["routing"]), outDirectory: out,
+                                           prompts: { _, limit in Array(Self.prompts.prefix(limit)) }, resolveModel: { $0 })
+            #expect(partial.plan.cells.count < plan.cells.count)
+            #expect(partial.cells(of: plan, ran: []).map(\.spec.id) == plan.cells.map(\.id))
         }
     }
 
