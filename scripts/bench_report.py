@@ -715,10 +715,10 @@ def write_report(data: dict, results_path: str, charts: list[Chart], out_dir: st
                   f"{len(exp_cells)} cell{'s' if len(exp_cells) != 1 else ''}.", ""]
         lines += [experiment_table(exp_cells), ""]
         # The mix's per-set slices under the experiment that ran settings on it, plain decoding's first.
-        mixed_here = [c for c in exp_cells if c.get("by_set")]
-        plain = [c for c in cells if c.get("by_set") and experiment_of(c) == "baseline" and name != "baseline"]
+        mixed_here = [c for c in exp_cells if c.get("by_set")] if name != "baseline" else []
+        plain = [c for c in cells if c.get("by_set") and experiment_of(c) == "baseline"]
         slices = slice_table(plain + mixed_here) if mixed_here else None
-        if slices and (name != "baseline" or len(experiments) == 1):
+        if slices:
             lines += ["The mixed workload by prompt set: each setting on the mix's prompts of each "
                       "set (speedup over plain decoding on the same prompts of the mix).", "", slices, ""]
         for chart in charts_under.get(name, []):
