@@ -50,14 +50,11 @@ struct APICommand: AsyncParsableCommand {
         StandardStreams.bootstrapLogging(level: logLevel)
         let key = try apiKeyFile.map(AuthTokenFile.read)
         var options = RuntimeOptions(
-            model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,
-            remote: try remote.target(clientName: "arbor-api"), threads: threads ?? ModelRegistryDefaults.threads,
-            configuration: cost.apply(to: speculation.configuration), targetPricePerHour: cost.targetPricePerHour,
-            profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile)
+            model: model, speculation: speculation, remote: try remote.target(clientName: "arbor-api"), threads: threads,
+            cost: cost, profiles: profileOptions)
         // Concurrent requests share the target's passes.
         options.sharedTarget = true
         options.extraDraftModels = extraDrafts
-        options.draftVocabulary = speculation.draftVocabulary
         // Resolve (and pull) the models before listening, so a bad name fails at once.
         _ = try ModelOptions.resolve(options.remote != nil ? (options.draftModel ?? options.model) : options.model)
         for d in (options.draftModel.map { [$0] } ?? []) + extraDrafts { _ = try ModelOptions.resolve(d) }

@@ -50,11 +50,9 @@ struct GenerateCommand: AsyncParsableCommand {
         // and a policy that starts from what earlier runs learned.
         // No drafter named: the router picks one per request (`--drafter auto`).
         let choice = speculation.drafter == nil && speculation.draftModel == nil ? DrafterChoice.auto : speculation.choice
-        var options = RuntimeOptions(
-            model: model.model, draftModel: speculation.draftModel, drafter: choice, remote: try remote.target(),
-            threads: threads ?? ModelRegistryDefaults.threads, configuration: cost.apply(to: speculation.configuration),
-            targetPricePerHour: cost.targetPricePerHour, profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile)
-        options.draftVocabulary = speculation.draftVocabulary
+        let options = RuntimeOptions(
+            model: model, speculation: speculation, drafter: choice, remote: try remote.target(), threads: threads,
+            cost: cost, profiles: profileOptions)
         let runtime = try Runtime(options: options, resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })
         let tokens: [Int32]
         if let chat {

@@ -1,4 +1,5 @@
 import ArborEngine
+import ArborRemote
 import ArborRuntime
 import ArborTokenizers
 import ArgumentParser
@@ -51,5 +52,19 @@ struct SpeculationOptions: ParsableArguments {
     var choice: DrafterChoice {
         // validate() has parsed it already.
         (try? DrafterChoice(parsing: drafterName, draftModel: draftModel)) ?? .none
+    }
+}
+
+extension RuntimeOptions {
+    /// The runtime options of a command that composes a target and drafters (`generate`, `api`,
+    /// `tradeoff`), from the option groups they share. `drafter` replaces `--drafter` where the
+    /// command has its own default (`generate`: the router).
+    init(model: ModelOptions, speculation: SpeculationOptions, drafter: DrafterChoice? = nil, remote: RemoteTarget?,
+         threads: Int?, cost: CostOptions, profiles: ProfileOptions) {
+        self.init(
+            model: model.model, draftModel: speculation.draftModel, drafter: drafter ?? speculation.choice, remote: remote,
+            threads: threads ?? ModelRegistryDefaults.threads, configuration: cost.apply(to: speculation.configuration),
+            targetPricePerHour: cost.targetPricePerHour, profileDatabase: profiles.database, persistProfiles: !profiles.noProfile)
+        draftVocabulary = speculation.draftVocabulary
     }
 }

@@ -96,12 +96,9 @@ struct TradeoffCommand: AsyncParsableCommand {
     func run() async throws {
         // The runtime composes the target and the drafter; every setting below builds its own
         // generator on them (a draft model is loaded once).
-        var options = RuntimeOptions(
-            model: model.model, draftModel: speculation.draftModel, drafter: speculation.choice,
-            remote: try remote.target(clientName: "arbor-tradeoff"), threads: threads ?? ModelRegistryDefaults.threads,
-            configuration: cost.apply(to: speculation.configuration), targetPricePerHour: cost.targetPricePerHour,
-            profileDatabase: profileOptions.database, persistProfiles: !profileOptions.noProfile)
-        options.draftVocabulary = speculation.draftVocabulary
+        let options = RuntimeOptions(
+            model: model, speculation: speculation, remote: try remote.target(clientName: "arbor-tradeoff"), threads: threads,
+            cost: cost, profiles: profileOptions)
         let runtime = try Runtime(options: options, resolveModel: ModelOptions.resolve, warn: { StandardStreams.error("warning: \($0)\n") })
         let bundle = runtime.local
         let items = try PromptsCommand.items(set, limit: limit)
