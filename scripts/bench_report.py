@@ -563,7 +563,7 @@ def draw_cost(cells: list[dict], palette: Palette) -> Chart | None:
                    zorder=3)
         ax.margins(x=0.2, y=0.15)
         ax.set_title(s if len(objectives) == 1 else f"{s} — {objective}")
-        ax.set_xlabel(f"cost per million tokens ({objective})" if objective != "-" else "cost per million tokens")
+        ax.set_xlabel(cost_axis_label(objective))
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
@@ -582,6 +582,14 @@ def draw_cost(cells: list[dict], palette: Palette) -> Chart | None:
                + ", one point per cell labelled with its setting, one panel per prompt set; points up "
                  "and to the left are faster and cheaper.")
     return Chart("cost", fig, rows, caption)
+
+
+def cost_axis_label(objective):
+    """The cost axis names its unit: the energy objectives count joules, the others dollars."""
+    if objective in ("-", ""):
+        return "cost per million tokens"
+    unit = "J" if "energy" in objective else "$"
+    return f"{unit} per million tokens ({objective})"
 
 
 DRAWERS = (draw_speedup, draw_acceptance_by_depth, draw_latency, draw_ablation, draw_remote, draw_cost)

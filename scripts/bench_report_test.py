@@ -212,6 +212,14 @@ class BenchReportTest(unittest.TestCase):
     def test_cells_not_a_list(self):
         self.assertFailsNaming(self.write("badcells.json", {"cells": {"a": 1}}), "must be a list")
 
+    def test_cost_axis_names_its_unit(self):
+        sys.path.insert(0, HERE)
+        import bench_report
+        self.assertEqual(bench_report.cost_axis_label("draft_energy"), "J per million tokens (draft_energy)")
+        self.assertEqual(bench_report.cost_axis_label("energy_total"), "J per million tokens (energy_total)")
+        self.assertEqual(bench_report.cost_axis_label("total_cost"), "$ per million tokens (total_cost)")
+        self.assertEqual(bench_report.cost_axis_label("-"), "cost per million tokens")
+
     def test_missing_file(self):
         self.assertFailsNaming(os.path.join(self.dir, "does-not-exist.json"), "does not exist")
 
