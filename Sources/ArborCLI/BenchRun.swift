@@ -117,9 +117,9 @@ struct BenchRunCommand: AsyncParsableCommand {
         let cells = try runner.run()
         display.finish()
 
-        // With --experiments, the results and report still cover every experiment measured before.
-        let full = only == nil ? plan : ExperimentPlan(parsed)
-        let results = BenchResults(config: config, plan: full, cells: only == nil ? cells : runner.cells(of: full, ran: cells))
+        // Every experiment of the config: with --experiments, the others' saved cells are reported too.
+        let full = ExperimentPlan(parsed)
+        let results = BenchResults(config: config, plan: full, cells: runner.cells(of: full, ran: cells))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         try encoder.encode(results).write(to: outDir.appendingPathComponent("results.json"))
