@@ -131,6 +131,21 @@ struct RoundPolicyTests {
         let feasible = candidates.filter { $0.tokensPerSecond >= fastest * 0.8 }
         #expect(a.costPerToken == feasible.map(\.costPerToken).min()!)
 
+        // A request that has run below the minimum aims higher until it catches up; the next
+        // request starts from the plain rule again. (Plans at 10, 20 and 30 tokens/s costing
+        // 1, 2 and 3 per token; the minimum is 18.)
+        let plans = [10.0, 20, 30].map { RoundPrediction(nodes: 0, tokens: 1, milliseconds: 1000 / $0, use: ResourceUse(), cost: $0 / 10) }
+        let held = policy(profile, CostPreferences(objective: .totalCost, serviceLevel: .minTokensPerSecond(18)))
+        #expect(held.choose(plans) == 1)
+        for _ in 0..<10 {
+            held.observe(RoundRecord(plan: .plain, draft: Draft(), sent: TokenTree(), prediction: plans[1],
+                                     result: VerificationResult(acceptedNodes: [], nextToken: 0, batchSize: 1),
+                                     use: ResourceUse(), milliseconds: 1000 / 12.6))
+        }
+        #expect(held.choose(plans) == 2, "12.6 tokens/s so far against 18: the goal rises to 25.7")
+        held.beginRequest()
+        #expect(held.choose(plans) == 1)
+
         let impossible = policy(profile, CostPreferences(objective: .totalCost, serviceLevel: .minTokensPerSecond(fastest * 10)))
         #expect(candidates[impossible.choose(candidates)].tokensPerSecond == fastest)
 

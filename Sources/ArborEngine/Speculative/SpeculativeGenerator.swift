@@ -76,6 +76,7 @@ public final class SpeculativeGenerator {
         // Run-ahead rounds: only where the verifier offers them (a remote target) and sizing is adaptive.
         let runner = verifier as? RunAheadVerifier
         policy.runAheadLimit = configuration.adaptive ? min(configuration.maxRunAhead, runner?.maxRunAhead ?? 0) : 0
+        policy.beginRequest()
 
         var start = MonotonicClock.now
         let capacity = min(limit, promptTokens.count + parameters.maxTokens + configuration.budget.maxNodes + 1)

@@ -19,7 +19,8 @@
 /// the policy picks, with references taken from the plain round under the same profile:
 /// - by default the one minimising `cs · (cost per token ÷ plain's) + (1 − cs) · (plain's
 ///   tokens/s ÷ tokens/s)` — cs = 0 is the fastest plan, cs = 1 the cheapest per token;
-/// - with a minimum tokens/s, the cheapest plan predicted to keep it (else the fastest);
+/// - with a minimum tokens/s, the cheapest plan predicted to keep it (else the fastest), the
+///   minimum raised while the request so far has run below it (`speedGoal`);
 /// - with a maximum cost per million tokens, the fastest plan within it (else the cheapest).
 /// Every round meeting a bound makes the request meet it (tokens and time add up).
 ///
@@ -53,6 +54,10 @@ public final class RoundPolicy {
     private var probeInterval = 16
     /// Whether the last `select` sent a node only to probe (for `observe`).
     private var selectionIsProbe = false
+    /// The current request's committed tokens and round time so far: a minimum speed is a
+    /// promise about the request, so rounds after a shortfall aim higher (see `speedGoal`).
+    private var requestTokens = 0.0
+    private var requestMilliseconds = 0.0
 
     static let smoothing = 0.2
 
@@ -107,6 +112,26 @@ public final class RoundPolicy {
     /// The plain round (one target token, nothing drafted): the reference of the cs score.
     public var plainPrediction: RoundPrediction { predict(nodes: 0, accepted: 0) }
 
+    /// Starts a request: the service-level feedback begins afresh (the profile does not).
+    public func beginRequest() {
+        requestTokens = 0
+        requestMilliseconds = 0
+    }
+
+    /// The speed a round must be predicted to reach for the request to keep `x` tokens/s.
+    ///
+    /// Choosing the cheapest plan predicted to keep `x` sits just above `x`, so any optimism
+    /// in the prediction (acceptance that is a little lower than calibrated, a slower round
+    /// trip) makes the request miss it. Once the request has run a few rounds below `x`, the
+    /// goal rises by the shortfall (measured x ÷ achieved, at most 1.5×) until it has caught up:
+    /// closed-loop control on the request's own measured speed, which needs no model of where
+    /// the optimism came from.
+    func speedGoal(_ x: Double) -> Double {
+        guard requestTokens >= 8, requestMilliseconds > 0 else { return x }
+        let achieved = requestTokens * 1000 / requestMilliseconds
+        return x * min(max(x / achieved, 1), 1.5)
+    }
+
     /// Index of the candidate the preferences pick.
     public func choose(_ candidates: [RoundPrediction]) -> Int {
         precondition(!candidates.isEmpty)
@@ -127,7 +152,8 @@ public final class RoundPolicy {
         }
         switch preferences.serviceLevel {
         case let .minTokensPerSecond(x)?:
-            let ok = indices.filter { candidates[$0].tokensPerSecond >= x }
+            let goal = speedGoal(x)
+            let ok = indices.filter { candidates[$0].tokensPerSecond >= goal }
             return ok.isEmpty ? fastest(indices) : cheapest(ok)
         case let .maxCostPerMillionTokens(y)?:
             let ok = indices.filter { candidates[$0].costPerToken * 1e6 <= y }
@@ -361,6 +387,8 @@ public final class RoundPolicy {
         let s = Self.smoothing
         func ema(_ old: Double, _ new: Double) -> Double { old == 0 ? new : (1 - s) * old + s * new }
         profile.rounds += 1
+        requestTokens += Double(result.acceptedNodes.count + 1 + result.decodedTokens.count)
+        requestMilliseconds += record.milliseconds
         tokensWithoutDraft = tree.isEmpty ? tokensWithoutDraft + result.passes : 0
         if !tree.isEmpty && !record.plan.isProbe && !selectionIsProbe { probeInterval = 16 }
         selectionIsProbe = false
