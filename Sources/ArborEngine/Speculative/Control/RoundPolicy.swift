@@ -20,7 +20,8 @@
 /// - by default the one minimising `cs · (cost per token ÷ plain's) + (1 − cs) · (plain's
 ///   tokens/s ÷ tokens/s)` — cs = 0 is the fastest plan, cs = 1 the cheapest per token;
 /// - with a minimum tokens/s, the cheapest plan predicted to keep it (else the fastest), the
-///   minimum raised while the request so far has run below it (`speedGoal`);
+///   minimum raised by the request's shortfall so far and the predictions' recent optimism
+///   (`speedGoal`);
 /// - with a maximum cost per million tokens, the fastest plan within it (else the cheapest).
 /// Every round meeting a bound makes the request meet it (tokens and time add up).
 ///
@@ -54,10 +55,15 @@ public final class RoundPolicy {
     private var probeInterval = 16
     /// Whether the last `select` sent a node only to probe (for `observe`).
     private var selectionIsProbe = false
-    /// The current request's committed tokens and round time so far: a minimum speed is a
-    /// promise about the request, so rounds after a shortfall aim higher (see `speedGoal`).
+    /// The current request's committed tokens and round time so far, and the tokens it may
+    /// still emit: a minimum speed is a promise about the request (see `speedGoal`).
     private var requestTokens = 0.0
     private var requestMilliseconds = 0.0
+    private var requestRemaining = 0
+    /// Decayed sums of the chosen plans' predicted and measured tokens and time, across
+    /// requests: how optimistic the predictions have been lately (see `speedGoal`).
+    private var predictedTokens = 0.0, predictedMilliseconds = 0.0
+    private var measuredTokens = 0.0, measuredMilliseconds = 0.0
 
     static let smoothing = 0.2
 
@@ -120,16 +126,23 @@ public final class RoundPolicy {
 
     /// The speed a round must be predicted to reach for the request to keep `x` tokens/s.
     ///
-    /// Choosing the cheapest plan predicted to keep `x` sits just above `x`, so any optimism
-    /// in the prediction (acceptance that is a little lower than calibrated, a slower round
-    /// trip) makes the request miss it. Once the request has run a few rounds below `x`, the
-    /// goal rises by the shortfall (measured x ÷ achieved, at most 1.5×) until it has caught up:
-    /// closed-loop control on the request's own measured speed, which needs no model of where
-    /// the optimism came from.
+    /// Two corrections, because the cheapest plan predicted to keep `x` sits just above it and
+    /// any optimism would make the request miss:
+    /// - *the request's own account*: the rest of the request must make up what its rounds so
+    ///   far fell short of, so the goal is the rate its remaining tokens need to bring the
+    ///   whole request to `x` (integral action; no plan can when the time is already spent);
+    /// - *the predictions' record*: recent rounds' measured speed ÷ their predicted speed (only
+    ///   ever raising the goal), so a plan is chosen by what it will likely deliver.
     func speedGoal(_ x: Double) -> Double {
-        guard requestTokens >= 8, requestMilliseconds > 0 else { return x }
-        let achieved = requestTokens * 1000 / requestMilliseconds
-        return x * min(max(x / achieved, 1), 1.5)
+        var need = x
+        if requestTokens > 0 {
+            let remaining = Double(max(requestRemaining, 1))
+            let budget = (requestTokens + remaining) / x * 1000 - requestMilliseconds
+            need = budget > 0 ? max(x, remaining / budget * 1000) : .infinity
+        }
+        guard predictedTokens > 0, predictedMilliseconds > 0, measuredTokens > 0, measuredMilliseconds > 0 else { return need }
+        let delivered = (measuredTokens / measuredMilliseconds) / (predictedTokens / predictedMilliseconds)
+        return need / min(max(delivered, 0.5), 1)
     }
 
     /// Index of the candidate the preferences pick.
@@ -206,6 +219,7 @@ public final class RoundPolicy {
         let cap = max(0, min(remaining - 1, room, maxTreeNodes))
         b.maxDepth = min(b.maxDepth, cap)
         b.maxNodes = min(b.maxNodes, cap)
+        requestRemaining = remaining
         let ahead = runAheadCandidates(remaining: remaining, room: room)
         if b.maxDepth == 0 || b.maxNodes == 0 { return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead) }
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
@@ -253,6 +267,7 @@ public final class RoundPolicy {
     /// The plan for a request without a drafter: plain rounds, or run-ahead rounds where the
     /// verifier offers them and they pay.
     public func planWithoutDrafting(remaining: Int, room: Int) -> RoundPlan {
+        requestRemaining = remaining
         let ahead = runAheadCandidates(remaining: remaining, room: room)
         return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead)
     }
@@ -387,8 +402,17 @@ public final class RoundPolicy {
         let s = Self.smoothing
         func ema(_ old: Double, _ new: Double) -> Double { old == 0 ? new : (1 - s) * old + s * new }
         profile.rounds += 1
-        requestTokens += Double(result.acceptedNodes.count + 1 + result.decodedTokens.count)
+        let committed = Double(result.acceptedNodes.count + 1 + result.decodedTokens.count)
+        requestTokens += committed
         requestMilliseconds += record.milliseconds
+        if record.prediction.milliseconds > 0, record.milliseconds > 0 {
+            // About the last hundred rounds.
+            let keep = 0.99
+            predictedTokens = keep * predictedTokens + record.prediction.tokens
+            predictedMilliseconds = keep * predictedMilliseconds + record.prediction.milliseconds
+            measuredTokens = keep * measuredTokens + committed
+            measuredMilliseconds = keep * measuredMilliseconds + record.milliseconds
+        }
         tokensWithoutDraft = tree.isEmpty ? tokensWithoutDraft + result.passes : 0
         if !tree.isEmpty && !record.plan.isProbe && !selectionIsProbe { probeInterval = 16 }
         selectionIsProbe = false
