@@ -23,6 +23,8 @@
 #   SETS="humaneval mtbench" LIMIT=20 N=128 DELAYS="0 20 80" OBJECTIVES="total_cost energy_total"
 #   CS="0 0.25 0.5 0.75 1" BASELINES="one-per-rtt chain4 tree16w4" SERVER_BASELINES="server-alone server-spec"
 #   RATE=20mbit PORT=7000 SERVER_WAIT=300 EXTRA="" (more flags for arbor tradeoff)
+# With OBJECTIVES="" SERVER_BASELINES="" on an earlier run's OUT_DIR, only the SLO runs and the
+# profile check run again (against the profiles that run stored).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +36,7 @@ SETS=${SETS:-humaneval mtbench}
 LIMIT=${LIMIT:-20}
 N=${N:-128}
 DELAYS=${DELAYS:-0 20 80}
-OBJECTIVES=${OBJECTIVES:-total_cost energy_total}
+OBJECTIVES=${OBJECTIVES-total_cost energy_total}
 CS=${CS:-0 0.25 0.5 0.75 1}
 BASELINES=${BASELINES:-one-per-rtt chain4 tree16w4}
 SERVER_BASELINES=${SERVER_BASELINES-server-alone server-spec}
