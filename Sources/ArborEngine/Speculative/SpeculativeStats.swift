@@ -237,7 +237,7 @@ public struct RoundSummary: Codable, Sendable, Equatable {
         plannedDepth = r.plan.budget.maxDepth
         nodes = r.sent.count
         predictedTokens = r.prediction.tokens
-        tokens = r.result.acceptedNodes.count + r.result.passes
+        tokens = r.result.committedCount
         runAhead = r.prediction.runAhead
         predictedMilliseconds = r.prediction.milliseconds
         milliseconds = r.milliseconds
@@ -296,7 +296,7 @@ public struct CostReport: Codable, Sendable, Equatable {
         predicted = predicted + r.prediction.use
         predictedTokens += r.prediction.tokens
         predictedMilliseconds += r.prediction.milliseconds
-        tokens += r.result.acceptedNodes.count + r.result.passes
+        tokens += r.result.committedCount
         milliseconds += r.milliseconds
         if let s = r.result.cost.targetEnergySource { targetEnergySource = s }
     }

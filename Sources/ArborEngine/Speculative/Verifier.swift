@@ -35,6 +35,8 @@ public struct VerificationResult: Sendable, Equatable {
     public var roundMilliseconds: Double { cost.roundTripMilliseconds }
     /// Target passes the round took (more than one for a run-ahead round).
     public var passes: Int { 1 + decodedTokens.count }
+    /// Tokens the round commits: the accepted nodes, then one per pass.
+    public var committedCount: Int { acceptedNodes.count + passes }
 }
 
 /// What a verifier needs to know at the start of a request.

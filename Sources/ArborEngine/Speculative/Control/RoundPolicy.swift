@@ -402,7 +402,7 @@ public final class RoundPolicy {
         let s = Self.smoothing
         func ema(_ old: Double, _ new: Double) -> Double { old == 0 ? new : (1 - s) * old + s * new }
         profile.rounds += 1
-        let committed = Double(result.acceptedNodes.count + 1 + result.decodedTokens.count)
+        let committed = Double(result.committedCount)
         requestTokens += committed
         requestMilliseconds += record.milliseconds
         if record.prediction.milliseconds > 0, record.milliseconds > 0 {
