@@ -23,6 +23,9 @@
 #   SETS="humaneval mtbench" LIMIT=20 N=128 DELAYS="0 20 80" OBJECTIVES="total_cost energy_total"
 #   CS="0 0.25 0.5 0.75 1" BASELINES="one-per-rtt chain4 tree16w4" SERVER_BASELINES="server-alone server-spec"
 #   RATE=20mbit PORT=7000 SERVER_WAIT=300 EXTRA="" (more flags for arbor tradeoff)
+# DECODE_DRAFTER="" (e.g. model:qwen2.5-coder-0.5b): the server speculates inside run-ahead rounds
+#   (`arbor serve --decode-drafter`); add the run-ahead baseline to BASELINES to measure the
+#   server doing all the work across the network.
 # With OBJECTIVES="" SERVER_BASELINES="" on an earlier run's OUT_DIR, only the SLO runs and the
 # profile check run again (against the profiles that run stored).
 set -uo pipefail
@@ -44,6 +47,7 @@ SLO_FRACTION=${SLO_FRACTION:-0.8}
 PORT=${PORT:-7000}
 SERVER_WAIT=${SERVER_WAIT:-300}
 EXTRA=${EXTRA:-}
+DECODE_DRAFTER=${DECODE_DRAFTER:-}
 export RATE=${RATE:-20mbit}
 
 case $ARBOR in /*) ;; *) ARBOR=$PWD/$ARBOR ;; esac
@@ -84,8 +88,10 @@ for set in $SETS; do
     fi
 done
 
+serve_extra=()
+[ -n "$DECODE_DRAFTER" ] && serve_extra=(--decode-drafter "$DECODE_DRAFTER")
 "$NETNS" exec srv taskset -c 0 "$ARBOR" serve --model "$TARGET" --host "$SRV_IP" --port "$PORT" --threads 1 --profile-target \
-    >"$OUT/server.log" 2>&1 &
+    "${serve_extra[@]}" >"$OUT/server.log" 2>&1 &
 server_pid=$!
 wait_for_line "$OUT/server.log" "listening on" "$SERVER_WAIT" "$server_pid" || { tail -n 20 "$OUT/server.log" >&2; die "server did not start"; }
 

@@ -1,5 +1,8 @@
 import ArborEngine
+import ArborGGUF
+import ArborRuntime
 import ArborServer
+import ArborTokenizers
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -74,6 +77,36 @@ struct ServeCommand: ParsableCommand {
     var profileTarget = false
     @Option(name: .customLong("max-decode-tokens"), help: "Most tokens a client may ask this server to decode by itself in one exchange (run-ahead rounds; 0: not offered).")
     var maxDecodeTokens = 64
+    @Option(name: .customLong("decode-drafter"), help: ArgumentHelp(
+        "Speculate on the server inside run-ahead rounds of the first model's sessions: a drafter of its own (model:<alias|path>, ngram, suffix, cross:<alias|path>, or several joined by +); its time is billed as the server's.",
+        valueName: "drafter"))
+    var decodeDrafter: String?
+
+    /// Server-side speculation for `--decode-drafter`: the draft models are loaded once, now, and
+    /// one drafter is built here to check it fits the target (a draft of another vocabulary is
+    /// refused now, not at a client's first run-ahead); each session then gets its own drafter
+    /// over the same models.
+    static func decodeDrafting(_ text: String, targetPath: String, targetName: String, threads: Int) throws -> DecodeDrafting {
+        let choice = try DrafterChoice(parsing: text)
+        let tokenizer = try makeTokenizer(try GGUFFile(path: targetPath))
+        var bundles: [String: ModelBundle] = [:]
+        for name in choice.draftModels where bundles[name] == nil {
+            bundles[name] = try ModelBundle.load(path: try ModelOptions.resolve(name), threads: threads)
+        }
+        let loaded = bundles
+        func make() throws -> any Drafter {
+            let d = try choice.makeDrafter(targetTokenizer: tokenizer, targetName: targetName, loadModel: { name in
+                guard let b = loaded[name] else { throw ValidationError("draft model \(name) was not loaded") }
+                return b
+            })
+            guard let d else { throw ValidationError("--decode-drafter \(text) makes no drafter") }
+            return d
+        }
+        _ = try make()
+        // Chains for draft models, as on a client (a CPU draft model pays for every sibling).
+        let budget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: choice.isModel ? 1 : 4)
+        return DecodeDrafting(name: choice.description, configuration: SpeculationConfiguration(budget: budget), makeDrafter: make)
+    }
 
     /// The models served, the default target when none is given.
     var modelNames: [String] { models.isEmpty ? [ModelOptions.defaultTarget] : models }
@@ -105,6 +138,12 @@ struct ServeCommand: ParsableCommand {
         if let pricePerHour { guard pricePerHour.isFinite, pricePerHour >= 0 else { throw ValidationError("--price-per-hour must be ≥ 0") } }
         guard wattsPerCore.isFinite, wattsPerCore > 0 else { throw ValidationError("--watts-per-core must be > 0") }
         guard (0...65535).contains(maxDecodeTokens) else { throw ValidationError("--max-decode-tokens must be 0…65535") }
+        if let decodeDrafter {
+            guard maxDecodeTokens > 0 else { throw ValidationError("--decode-drafter needs run-ahead rounds (--max-decode-tokens > 0)") }
+            let choice: DrafterChoice
+            do { choice = try DrafterChoice(parsing: decodeDrafter) } catch { throw ValidationError("--decode-drafter: \(error)") }
+            if choice == .none || choice == .auto { throw ValidationError("--decode-drafter needs a drafter (not none or auto)") }
+        }
     }
 
     func run() throws {
@@ -125,6 +164,11 @@ struct ServeCommand: ParsableCommand {
         configuration.modelMemoryBudget = UInt64(modelMemoryGB * 1_073_741_824)
         if let tlsCert, let tlsKey { configuration.tls = ServerTLS(certificatePath: tlsCert, keyPath: tlsKey) }
         configuration.metricsPort = metricsPort
+        if let decodeDrafter {
+            configuration.decodeDrafting = try Self.decodeDrafting(decodeDrafter, targetPath: paths[0], targetName: modelNames[0],
+                                                                   threads: configuration.threads)
+            StandardStreams.write("arbor serve: run-ahead rounds speculate with \(decodeDrafter) on the server\n")
+        }
         let server = try VerificationServer(configuration: configuration)
         if let details = server.details, !details.targetProfile.isEmpty {
             var table = "target profile (median of 3 passes):\n  batch        ms   ms/token\n"

@@ -22,7 +22,9 @@ struct TradeoffCommand: AsyncParsableCommand {
             chain of depth k), tree<N>w<w> (a fixed tree of N nodes, width w, depth N/w), \
             server-alone (the target decodes alone in this process, billed as server time; run \
             it where the server runs), server-spec (drafter and target both in this process, \
-            the drafter's time billed as server time). Outputs equal to the first setting's are \
+            the drafter's time billed as server time), run-ahead (no drafting here: the remote \
+            server decodes up to --max-run-ahead tokens per exchange; against a server with \
+            --decode-drafter, server-side speculation across the network). Outputs equal to the first setting's are \
             counted (greedy: all of them should be).
             """)
 
@@ -39,7 +41,7 @@ struct TradeoffCommand: AsyncParsableCommand {
     var maxTokens = 128
     @Option(name: .customLong("cs-values"), parsing: .upToNextOption, help: "cs values of the adaptive settings (tps, balanced, cost, 0…1).")
     var csValues: [String] = ["0", "0.25", "0.5", "0.75", "1"]
-    @Option(name: .customLong("baselines"), parsing: .upToNextOption, help: "Static baselines: one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec.")
+    @Option(name: .customLong("baselines"), parsing: .upToNextOption, help: "Static baselines: one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec, run-ahead.")
     var baselines: [String] = ["one-per-rtt", "chain4", "tree16w4"]
     @Option(help: "Prompts run (unmeasured) with the adaptive policy first, so every cs value starts from a learned profile.")
     var warmup = 2
@@ -60,7 +62,7 @@ struct TradeoffCommand: AsyncParsableCommand {
 
     func validate() throws {
         for b in baselineNames where Baseline(b) == nil {
-            throw ValidationError("unknown baseline '\(b)' (one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec)")
+            throw ValidationError("unknown baseline '\(b)' (one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec, run-ahead)")
         }
         for c in csNames {
             do { _ = try CostSensitivity(parsing: c) } catch { throw ValidationError("\(error)") }
@@ -70,17 +72,21 @@ struct TradeoffCommand: AsyncParsableCommand {
         if remote.isRemote, baselineNames.contains(where: { $0.hasPrefix("server-") }) {
             throw ValidationError("server-alone and server-spec run the target in this process: run them without --target-host, where the server runs")
         }
+        if !remote.isRemote, baselineNames.contains("run-ahead") {
+            throw ValidationError("run-ahead asks a remote server to decode by itself: it needs --target-host")
+        }
     }
 
     /// A static baseline, parsed from its name.
     enum Baseline: Equatable {
-        case onePerRoundTrip, chain(Int), tree(nodes: Int, width: Int), serverAlone, serverSpeculation
+        case onePerRoundTrip, chain(Int), tree(nodes: Int, width: Int), serverAlone, serverSpeculation, runAhead
 
         init?(_ name: String) {
             switch name {
             case "one-per-rtt": self = .onePerRoundTrip
             case "server-alone": self = .serverAlone
             case "server-spec": self = .serverSpeculation
+            case "run-ahead": self = .runAhead
             default:
                 if name.hasPrefix("chain"), let k = Int(name.dropFirst(5)), k >= 1 { self = .chain(k); return }
                 let parts = name.dropFirst(4).split(separator: "w")
@@ -176,6 +182,17 @@ struct TradeoffCommand: AsyncParsableCommand {
                 var c = base
                 c.maxRunAhead = 0
                 let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: c)
+                try measure(name, kind: .baseline, cs: nil) { p in
+                    let r = try g.generate(promptTokens: p, parameters: parameters)
+                    return (r, measured(r))
+                }
+            case .runAhead:
+                // No drafter here: plain or run-ahead rounds, whichever the profile says is faster
+                // (with a network in between, run-ahead rounds of the largest size).
+                var c = base
+                c.preferences = CostPreferences(objective: .tps, rates: preferences.rates)
+                c.proactive = false
+                let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
                 try measure(name, kind: .baseline, cs: nil) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))

@@ -143,7 +143,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                 for a in machine.workFailed(why, round: 0) { perform(a, context: context) }
                 return
             }
-            let s = ServerSession(id: server.nextSessionID(), setup: setup, metrics: server.host.metrics, host: server.hosts[machine.selected])
+            let s = ServerSession(id: server.nextSessionID(), setup: setup, metrics: server.host.metrics, host: server.hosts[machine.selected],
+                                  drafting: machine.selected == 0 ? server.configuration.decodeDrafting : nil)
             s.host.sessionOpened()
             session = s
             server.host.metrics.sessionOpened(tokens: setup.capacity)
@@ -183,40 +184,62 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func decode(_ s: ServerSession, count: Int, round: UInt32,
                         reply: @escaping @Sendable (Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>) -> Void) {
         let host = s.host
-        let stops = host.info.endOfGeneration.subtracting(s.setup.suppressedTokens)
-        // Touched on the model thread only, one pass after another.
-        final class Run: @unchecked Sendable {
-            var tokens: [Int32] = []
-            var cost = RoundCost()
+        let run = DecodeRun(count: count, stops: host.info.endOfGeneration.subtracting(s.setup.suppressedTokens))
+        if s.drafting != nil {
+            speculativeDecode(s, run: run, round: round, reply: reply)
+            return
         }
-        let run = Run()
         func pass() {
             host.submitVerify(s, TokenTree()) { outcome, queueMs in
                 switch outcome {
                 case let .failure(error):
                     reply(.failure(error))
                 case let .success(r):
-                    // One round per decode request (as the client counts it), however many passes.
                     s.metrics.busy(milliseconds: r.targetMilliseconds + r.samplingMilliseconds)
-                    run.tokens.append(r.nextToken)
-                    run.cost.targetMilliseconds += r.cost.targetMilliseconds
-                    run.cost.samplingMilliseconds += r.cost.samplingMilliseconds
-                    run.cost.targetCPUMilliseconds += r.cost.targetCPUMilliseconds
-                    run.cost.targetJoules += r.cost.targetJoules
-                    run.cost.targetEnergySource = r.cost.targetEnergySource
-                    run.cost.queueMilliseconds += queueMs
-                    if run.tokens.count < count, !stops.contains(r.nextToken), !s.isCancelled {
-                        pass()
-                    } else {
-                        s.metrics.roundServed(milliseconds: 0)
-                        s.countRound()
-                        let tokens = run.tokens, cost = run.cost
-                        reply(.success { handler in handler.machine.decodeCompleted(tokens, cost: cost, round: round) })
-                    }
+                    _ = run.take([r.nextToken])
+                    run.add(r.cost, queueMilliseconds: queueMs)
+                    if run.isDone || s.isCancelled { Self.finish(run, s, round: round, reply: reply) } else { pass() }
                 }
             }
         }
         pass()
+    }
+
+    /// A run-ahead round with server-side speculation: speculative rounds on the session's
+    /// verifier (each queued behind the other sessions' work) until `count` tokens, or an
+    /// end-of-generation token, which ends the reply (tokens a round accepted past it are
+    /// dropped from the session, as if plain passes had stopped there).
+    private func speculativeDecode(_ s: ServerSession, run: DecodeRun, round: UInt32,
+                                   reply: @escaping @Sendable (Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>) -> Void) {
+        let host = s.host
+        let meter = host.meter
+        func step() {
+            host.submit { model, queueMs in
+                do {
+                    _ = try model.get()
+                    let r = try s.speculate(remaining: run.count - run.tokens.count, meter: meter)
+                    // The drafter's time is the server's: billed with the target's.
+                    s.metrics.busy(milliseconds: r.result.cost.serverMilliseconds + r.draft.milliseconds)
+                    s.metrics.pass(rounds: 1, tokens: r.result.batchSize)
+                    // The session's state stays exactly at the tokens sent.
+                    s.discardLast(r.tokens.count - run.take(r.tokens))
+                    run.add(r.result.cost, draft: r.draft, queueMilliseconds: queueMs)
+                    if run.isDone || s.isCancelled { Self.finish(run, s, round: round, reply: reply) } else { step() }
+                } catch {
+                    reply(.failure(error))
+                }
+            }
+        }
+        step()
+    }
+
+    /// Answers a `decode`: one round (as the client counts it), however many passes.
+    private static func finish(_ run: DecodeRun, _ s: ServerSession, round: UInt32,
+                               reply: @Sendable (Result<@Sendable (ConnectionHandler) -> WireMessage, any Error>) -> Void) {
+        s.metrics.roundServed(milliseconds: 0)
+        s.countRound()
+        let tokens = run.tokens, cost = run.cost
+        reply(.success { handler in handler.machine.decodeCompleted(tokens, cost: cost, round: round) })
     }
 
     /// What model work calls (on the model thread) with its outcome: frees the session's cache if
@@ -271,4 +294,43 @@ final class ConnectionHandler: ChannelInboundHandler {
 extension WireErrorCode {
     /// The code's name as a metrics label: "server_busy", "tls_required", …
     var metricName: String { description.lowercased().replacingOccurrences(of: " ", with: "_") }
+}
+
+/// One run-ahead round's tokens and costs so far (touched on the model thread only, one pass
+/// after another).
+private final class DecodeRun: @unchecked Sendable {
+    let count: Int
+    /// End-of-generation tokens the session did not suppress: the run ends after one.
+    let stops: Set<Int32>
+    private(set) var tokens: [Int32] = []
+    private(set) var cost = RoundCost()
+    private var stopped = false
+
+    init(count: Int, stops: Set<Int32>) {
+        self.count = count
+        self.stops = stops
+    }
+
+    var isDone: Bool { stopped || tokens.count >= count }
+
+    /// Appends `committed` up to the count or a stop token; returns how many it took.
+    func take(_ committed: [Int32]) -> Int {
+        var taken = 0
+        for t in committed where !isDone {
+            tokens.append(t)
+            taken += 1
+            if stops.contains(t) { stopped = true }
+        }
+        return taken
+    }
+
+    /// Adds a pass's costs (and the drafting before it, billed as the server's time).
+    func add(_ c: RoundCost, draft: DraftCost = DraftCost(), queueMilliseconds: Double) {
+        cost.targetMilliseconds += c.targetMilliseconds + draft.milliseconds
+        cost.samplingMilliseconds += c.samplingMilliseconds
+        cost.targetCPUMilliseconds += c.targetCPUMilliseconds + draft.cpuMilliseconds
+        cost.targetJoules += c.targetJoules + draft.joules
+        cost.targetEnergySource = c.targetEnergySource
+        cost.queueMilliseconds += queueMilliseconds
+    }
 }

@@ -79,6 +79,9 @@ public struct ServerConfiguration: Sendable {
     /// Serve `/health` and Prometheus `/metrics` over HTTP on this port (nil: no metrics
     /// endpoint; 0: any free port, see `VerificationServer.metricsPort`).
     public var metricsPort: Int? = nil
+    /// Speculate on the server inside run-ahead rounds of sessions on the first model (nil: a
+    /// run-ahead is plain target passes).
+    public var decodeDrafting: DecodeDrafting? = nil
 
     public init(modelPath: String, modelName: String, serverName: String = "arbor", host: String = "127.0.0.1", port: Int = 7878,
                 lazyLoad: Bool = false, authToken: String? = nil, maxSessions: Int = 64, maxQueue: Int = 256,

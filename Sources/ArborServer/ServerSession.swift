@@ -12,13 +12,18 @@ final class ServerSession: HostedSession, @unchecked Sendable {
     let metrics: ServerMetrics
     /// The target model this session uses.
     let host: TargetHost
+    /// Server-side speculation in this session's run-ahead rounds (nil: plain passes).
+    let drafting: DecodeDrafting?
     private let lock = NSLock()
     private var cancelled = false
     /// Model thread only.
     private var verifier: LocalVerifier?
+    /// The drafter of run-ahead rounds and its policy, made at the first one (model thread only).
+    private var speculator: RunAheadSpeculator?
 
-    init(id: UInt32, setup: SessionSetup, metrics: ServerMetrics, host: TargetHost) {
+    init(id: UInt32, setup: SessionSetup, metrics: ServerMetrics, host: TargetHost, drafting: DecodeDrafting? = nil) {
         self.host = host
+        self.drafting = drafting
         self.id = id
         self.setup = setup
         self.metrics = metrics
@@ -38,6 +43,7 @@ final class ServerSession: HostedSession, @unchecked Sendable {
         guard !isCancelled else { throw HostError.sessionCancelled }
         let start = DispatchTime.now().uptimeNanoseconds
         if verifier == nil { metrics.cacheAllocated() }
+        endSpeculation()
         let v = LocalVerifier(model: model)
         v.meter = meter
         verifier = v
@@ -53,8 +59,35 @@ final class ServerSession: HostedSession, @unchecked Sendable {
         return verifier
     }
 
+    /// One round of server-side speculation within a run-ahead (model thread; the session has
+    /// `drafting`): commits between 1 and `remaining` tokens on the session's verifier.
+    func speculate(remaining: Int, meter: EnergyMeter) throws -> RunAheadSpeculator.Round {
+        let v = try activeVerifier()
+        guard let drafting else { throw SpeculativeError.invalidTree("this session has no server-side drafter") }
+        if speculator == nil { speculator = try drafting.makeSpeculator() }
+        // Cache slots a pass may use beyond the pending token (the cache holds all committed tokens but it).
+        let room = min(setup.capacity, v.contextLength) - v.committed.count
+        return try speculator!.round(verifier: v, sampling: setup.sampling, remaining: remaining, room: room, meter: meter)
+    }
+
+    /// Drops the last `count` committed tokens of the session (model thread): a speculative
+    /// round's tokens after an end-of-generation token, which are never sent.
+    func discardLast(_ count: Int) {
+        guard count > 0, let v = verifier else { return }
+        v.rollBack(toCommitted: v.committed.count - count)
+    }
+
+    /// Ends the drafter's request and keeps what its policy learned (model thread).
+    private func endSpeculation() {
+        guard let s = speculator else { return }
+        s.end(context: verifier?.committed ?? [])
+        drafting?.learn(from: s)
+        speculator = nil
+    }
+
     /// Frees the KV cache (model thread). Safe to call more than once.
     func release() {
+        endSpeculation()
         guard let v = verifier else { return }
         v.end()
         verifier = nil

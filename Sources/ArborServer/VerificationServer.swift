@@ -278,6 +278,8 @@ public final class VerificationServer: @unchecked Sendable {
                 let sizes = Self.profileBatchSizes.filter { $0 <= treeLimit + 1 }
                 let timings = try host.profile(batchSizes: sizes)
                 profile = timings.map { TargetTiming(batchSize: UInt16($0.batchSize), milliseconds: Float($0.milliseconds)) }
+                // Server-side speculation plans its first rounds from the same timings.
+                configuration.decodeDrafting?.seedTargetTimings(timings.map { (batch: $0.batchSize, milliseconds: $0.milliseconds) })
                 logger.info("target profile (median of 3 passes per batch size)", metadata: [
                     "model": "\(configuration.modelName)",
                     "profile": "\(timings.map { "\($0.batchSize): \(String(format: "%.2f", $0.milliseconds)) ms" }.joined(separator: ", "))",

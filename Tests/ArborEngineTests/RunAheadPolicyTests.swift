@@ -62,7 +62,7 @@ struct RunAheadPolicyTests {
         #expect(policy(remoteProfile(overhead: 20)).planWithoutDrafting(remaining: 1, room: 1000) == .plain)
     }
 
-    @Test("A run-ahead round is learned per target pass")
+    @Test("A run-ahead round is learned per token, apart from one plain pass")
     func learnsPerPass() {
         let p = policy(remoteProfile(overhead: 80))
         let before = p.profile.targetMilliseconds[1]
@@ -72,6 +72,19 @@ struct RunAheadPolicyTests {
                                  use: ResourceUse(targetMilliseconds: 10 * before), milliseconds: 10 * before + 80)
         p.observe(record)
         #expect(abs(p.profile.targetMilliseconds[1] - before) < 1e-9, "a pass is still \(before) ms, not \(p.profile.targetMilliseconds[1])")
+        #expect(abs(p.profile.runAheadMillisecondsPerToken - before) < 1e-9)
+        // A server that speculates inside its run-ahead rounds: 10 tokens for the time of 4
+        // passes. The next run-ahead is predicted faster; one plain pass is still learned as it was.
+        let aheadBefore = p.predictRunAhead(10).milliseconds
+        var fast = result
+        fast.cost.targetMilliseconds = 4 * before
+        for _ in 0..<30 {
+            p.observe(RoundRecord(plan: .runAhead(10), draft: Draft(), sent: TokenTree(), prediction: p.predictRunAhead(10), result: fast,
+                                  use: ResourceUse(targetMilliseconds: 4 * before), milliseconds: 4 * before + 80))
+        }
+        #expect(abs(p.profile.runAheadMillisecondsPerToken - 0.4 * before) < 0.01 * before)
+        #expect(abs(p.profile.targetMilliseconds[1] - before) < 1e-9)
+        #expect(p.predictRunAhead(10).milliseconds < 0.75 * aheadBefore, "\(p.predictRunAhead(10).milliseconds) vs \(aheadBefore)")
         var stats = SpeculativeStats(drafter: "none")
         stats.record(record)
         #expect(stats.rounds == 10 && stats.plainRounds == 10 && stats.runAheadRounds == 1 && stats.runAheadTokens == 10)

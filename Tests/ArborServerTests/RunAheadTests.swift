@@ -74,6 +74,74 @@ import Testing
         if sampling.isGreedy { #expect(outputs[0] == (try t.local(prompt, maxTokens: 40))) }
     }
 
+    @Test(arguments: [true, false])
+    func aServerWithADecodeDrafterSpeculatesInsideRunAheadRounds(sameModel: Bool) throws {
+        // The draft: the target's own weights (every draft accepted) or another model of its
+        // vocabulary (some accepted, some not). Either way the tokens are the target's.
+        let dir = try TemporaryDirectory()
+        var tiny = TinyModel(.qwen2)
+        tiny.weightScale = 1.5
+        if !sameModel { tiny.seed = 7 }
+        let draft = try ModelBundle.load(path: try tiny.write(to: dir), threads: 1)
+        let t = try TestServer { c in
+            // Fixed chains: on tiny models a draft step costs as much as a target pass, so an
+            // adaptive policy would rightly stop drafting.
+            c.decodeDrafting = DecodeDrafting(name: "tiny-draft", configuration: SpeculationConfiguration(budget: .chain(4), adaptive: false)) {
+                try ModelDrafter(model: draft.model, tokenizer: draft.tokenizer, name: "tiny-draft", targetTokenizer: draft.tokenizer, targetName: "tiny")
+            }
+        }
+        let eog = t.bundle.tokenizer.endOfGenerationTokens.sorted()
+        for i in 0..<2 {
+            let prompt = t.prompt(i)
+            let expected = try t.local(prompt, maxTokens: 64)
+            let v = try t.remote()
+            try v.begin(VerificationRequest(prompt: prompt, sampling: .greedy, suppressedTokens: eog, capacity: 128))
+            let passesBefore = t.metrics.snapshot.passRounds.count
+            var got: [Int32] = []
+            let first = try v.runAhead(30)
+            got += [first.nextToken] + first.decodedTokens
+            #expect(got.count == 30 && first.cost.targetMilliseconds > 0 && first.cost.targetJoules > 0)
+            // A round of the client's own in between: the server's drafter catches up after it.
+            var tree = TokenTree()
+            tree.append(token: expected[30], parent: -1)
+            let mid = try v.verify(tree)
+            #expect(mid.acceptedNodes == [0])
+            got += [expected[30], mid.nextToken]
+            let second = try v.runAhead(32)
+            got += [second.nextToken] + second.decodedTokens
+            #expect(got == expected, "prompt \(i)")
+            let passes = t.metrics.snapshot.passRounds.count - passesBefore
+            // 63 tokens: with every draft accepted, far fewer target passes than tokens.
+            if sameModel { #expect(passes < 30, "\(passes) passes") } else { #expect(passes <= 63, "\(passes) passes") }
+            v.end()
+        }
+        if sameModel {
+            // End-of-generation not suppressed: the run stops at it even inside an accepted chain,
+            // and the session goes on from exactly the tokens sent (what a round accepted after
+            // it is dropped).
+            let prompt = t.prompt(0) + Array(try t.local(t.prompt(0), maxTokens: 12))
+            let v = try t.remote()
+            try v.begin(VerificationRequest(prompt: prompt, sampling: .greedy, capacity: 160))
+            let r = try v.runAhead(64)
+            let tokens = [r.nextToken] + r.decodedTokens
+            #expect(tokens.count < 64 && Set(eog).contains(tokens.last!), "\(tokens)")
+            #expect(Array(tokens.dropLast()) == Array(try t.local(prompt, maxTokens: tokens.count - 1)))
+            let reference = LocalVerifier(model: t.bundle.model)
+            try reference.begin(VerificationRequest(prompt: prompt + tokens, sampling: .greedy, capacity: 160))
+            #expect(try v.verify(TokenTree()).nextToken == (try reference.verify(TokenTree())).nextToken)
+            reference.end()
+            v.end()
+        }
+        // A sampled session gets the number of tokens it asked for (the distribution is the
+        // target's: the verifier's acceptance rule, tested with χ² in the engine's tests).
+        let v = try t.remote()
+        try v.begin(VerificationRequest(prompt: t.prompt(2), sampling: SamplingParameters(temperature: 0.8, seed: 3), suppressedTokens: eog, capacity: 128))
+        let r = try v.runAhead(40)
+        #expect(r.passes == 40 && ([r.nextToken] + r.decodedTokens).allSatisfy { $0 >= 0 && Int($0) < t.bundle.tokenizer.vocabularySize })
+        v.end()
+        #expect(eventually { t.metrics.sessions == 0 && t.metrics.liveCaches == 0 })
+    }
+
     @Test func anOldServerGetsPlainRounds() throws {
         let t = try TestServer { $0.maxDecodeTokens = 0 }
         let v = try t.remote()

@@ -26,6 +26,16 @@ public final class LocalVerifier: Verifier {
     /// The committed sequence, including the pending token (for tests and diagnostics).
     public var committed: [Int32] { history }
 
+    /// Forgets the committed tokens after the first `count` (the last one kept becomes the
+    /// pending token): a server that speculated past an end-of-generation token keeps its state
+    /// exactly at the tokens it hands back. No-op unless 1 ≤ `count` < the committed count.
+    public func rollBack(toCommitted count: Int) {
+        guard let cache, count >= 1, count < history.count else { return }
+        history.removeLast(history.count - count)
+        // The cache holds every committed token but the pending one.
+        cache.truncate(to: count - 1)
+    }
+
     public func begin(_ request: VerificationRequest) throws {
         guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt }
         acceptor = try TreeAcceptor(sampling: request.sampling)

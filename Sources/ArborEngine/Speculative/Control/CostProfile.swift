@@ -46,6 +46,11 @@ public struct CostProfile: Codable, Sendable, Equatable {
     /// that the next round used (its drafting then cost no wall time), and how many were seen.
     public var aheadHitRate = 0.0
     public var aheadObservations = 0
+    /// Server time per token of a run-ahead round (compute and sampling, summed over the round
+    /// and divided by its tokens), smoothed; 0 until measured. Learned apart from the batch-1
+    /// time: a server may speculate inside a run-ahead (`arbor serve --decode-drafter`), and
+    /// then a token costs less than a plain pass.
+    public var runAheadMillisecondsPerToken = 0.0
     /// Rounds learned from.
     public var rounds = 0
 
@@ -65,6 +70,7 @@ public struct CostProfile: Codable, Sendable, Equatable {
         case depthAcceptance = "depth_acceptance", speedCorrection = "speed_correction", aheadHitRate = "ahead_hit_rate", rounds
         case depthObservations = "depth_observations", aheadObservations = "ahead_observations"
         case catchUpMillisecondsPerToken = "catch_up_ms_per_token", catchUpJoulesPerToken = "catch_up_j_per_token"
+        case runAheadMillisecondsPerToken = "run_ahead_ms_per_token"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -90,6 +96,7 @@ public struct CostProfile: Codable, Sendable, Equatable {
         aheadObservations = try c.decodeIfPresent(Int.self, forKey: .aheadObservations) ?? 0
         catchUpMillisecondsPerToken = try c.decodeIfPresent(Double.self, forKey: .catchUpMillisecondsPerToken) ?? 0
         catchUpJoulesPerToken = try c.decodeIfPresent(Double.self, forKey: .catchUpJoulesPerToken) ?? 0
+        runAheadMillisecondsPerToken = try c.decodeIfPresent(Double.self, forKey: .runAheadMillisecondsPerToken) ?? 0
         rounds = try c.decode(Int.self, forKey: .rounds)
     }
 
@@ -102,7 +109,8 @@ public struct CostProfile: Codable, Sendable, Equatable {
             throw .invalidSetting("profile arrays have the wrong length")
         }
         let all = targetMilliseconds + draftStepMilliseconds + draftStepJoules + calibrationAccepted + calibrationOffered + depthAcceptance
-            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection, aheadHitRate, catchUpMillisecondsPerToken, catchUpJoulesPerToken]
+            + [samplingMilliseconds, targetJoulesPerMillisecond, speedCorrection, aheadHitRate, catchUpMillisecondsPerToken, catchUpJoulesPerToken,
+               runAheadMillisecondsPerToken]
         guard all.allSatisfy({ $0.isFinite && $0 >= 0 }), network.isValid, bytesUp.isValid, bytesDown.isValid,
               aheadObservations >= 0, depthObservations.allSatisfy({ $0 >= 0 }) else {
             throw .invalidSetting("profile holds a negative or non-finite value")

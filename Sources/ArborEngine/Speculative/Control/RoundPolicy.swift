@@ -11,8 +11,10 @@
 /// predicted round time.
 ///
 /// A *run-ahead* round (a remote target that offers it) drafts nothing and has the target decode
-/// k tokens by itself in one exchange: one round overhead, k target passes. Where drafting does
-/// not pay and every exchange costs a round trip, it is the fast and cheap plan.
+/// k tokens by itself in one exchange: one round overhead, k tokens at the server's time per
+/// run-ahead token (learned from run-ahead rounds: a plain pass each, or less when the server
+/// speculates inside the round). Where drafting here does not pay and every exchange costs a
+/// round trip, it is the fast and cheap plan.
 ///
 /// **The choice.** Among the candidate plans (no drafting, every tree size the draft allows, and
 /// run-ahead rounds of 2, 4, 8 … tokens up to the limit),
@@ -95,7 +97,9 @@ public final class RoundPolicy {
     /// The prediction for a run-ahead round of `count` tokens (after drafting that cost
     /// `draftMilliseconds` and `draftJoules`, when one was drafted and then not sent).
     public func predictRunAhead(_ count: Int, draftMilliseconds: Double = 0, draftJoules: Double = 0) -> RoundPrediction {
-        let target = Double(count) * (profile.targetMilliseconds(batch: 1) + profile.samplingMilliseconds)
+        let perToken = profile.runAheadMillisecondsPerToken > 0 ? profile.runAheadMillisecondsPerToken
+            : profile.targetMilliseconds(batch: 1) + profile.samplingMilliseconds
+        let target = Double(count) * perToken
         let network = profile.network.predict(0)
         let jPerMs = profile.targetJoulesPerMillisecond > 0 ? profile.targetJoulesPerMillisecond : fallbackTargetJoulesPerMillisecond
         let use = ResourceUse(
@@ -431,13 +435,21 @@ public final class RoundPolicy {
         }
         // Compute per batch size and the per-round overhead are learned apart, so that
         // extrapolating to unmeasured batch sizes scales the compute only.
-        // A run-ahead round's costs are sums over its passes: learn them per pass.
-        let b = result.batchSize, passes = Double(result.passes)
-        if b < profile.targetMilliseconds.count, cost.targetMilliseconds > 0 {
-            profile.targetMilliseconds[b] = ema(profile.targetMilliseconds[b], cost.targetMilliseconds / passes)
-            profile.targetSamples[b] += 1
+        // A run-ahead round's costs are sums over its tokens, learned per token on their own:
+        // the server may have speculated inside it (fewer passes than tokens, and its drafting
+        // billed as its time), so they say nothing about one plain pass.
+        let b = result.batchSize
+        if !result.decodedTokens.isEmpty || record.prediction.runAhead > 0 {
+            if cost.serverMilliseconds > 0 {
+                profile.runAheadMillisecondsPerToken = ema(profile.runAheadMillisecondsPerToken, cost.serverMilliseconds / committed)
+            }
+        } else {
+            if b < profile.targetMilliseconds.count, cost.targetMilliseconds > 0 {
+                profile.targetMilliseconds[b] = ema(profile.targetMilliseconds[b], cost.targetMilliseconds)
+                profile.targetSamples[b] += 1
+            }
+            profile.samplingMilliseconds = ema(profile.samplingMilliseconds, cost.samplingMilliseconds)
         }
-        profile.samplingMilliseconds = ema(profile.samplingMilliseconds, cost.samplingMilliseconds / passes)
         if cost.targetMilliseconds > 0, cost.targetJoules > 0 {
             profile.targetJoulesPerMillisecond = ema(profile.targetJoulesPerMillisecond, cost.targetJoules / cost.targetMilliseconds)
             profile.targetEnergySource = cost.targetEnergySource
