@@ -1,11 +1,12 @@
 import ArborEngine
 import Foundation
 
-/// Server-side speculation in run-ahead rounds (`arbor serve --decode-drafter`): a session on the
-/// first model that asks the server to decode several tokens by itself gets its own drafter, and
-/// the server drafts and verifies round after round within that one exchange
-/// (`RunAheadSpeculator`). The tokens are the target's own, so clients see no difference but the
-/// speed; the drafting is billed as the server's time, like the target's.
+/// Server-side speculation in run-ahead rounds (`arbor serve --decode-drafter`): every session on
+/// the first model gets its own drafter, which reads the prompt with the target; when the client
+/// asks the server to decode several tokens by itself, the server drafts and verifies round after
+/// round within that one exchange (`RunAheadSpeculator`). The tokens are the target's own, so
+/// clients see no difference but the speed; the drafting is billed as the server's time, like the
+/// target's (the prompt's reading, like the target's, is prefill).
 ///
 /// The policy's profile is the server's: each session starts from what earlier sessions learned
 /// and hands back what it learned when it ends.

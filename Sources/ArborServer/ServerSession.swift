@@ -49,6 +49,13 @@ final class ServerSession: HostedSession, @unchecked Sendable {
         verifier = v
         try v.begin(VerificationRequest(prompt: prompt, sampling: setup.sampling, suppressedTokens: setup.suppressedTokens,
                                         capacity: setup.capacity))
+        if let drafting {
+            // The server's drafter reads the prompt with the target, as a client's drafter does
+            // with its prefill: run-ahead rounds then pay only for drafting.
+            let s = try drafting.makeSpeculator()
+            speculator = s
+            try s.begin(prompt: prompt, sampling: setup.sampling, meter: meter)
+        }
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
     }
 

@@ -14,7 +14,7 @@ public final class RunAheadSpeculator {
     public let drafter: any Drafter
     /// Plans each round; its profile is the server's to keep between sessions.
     public let policy: RoundPolicy
-    /// What the rounds did (for the server's log and tests).
+    /// What the rounds did (for tests and diagnostics).
     public private(set) var stats: SpeculativeStats
 
     private var sampling: SamplingParameters?
@@ -45,26 +45,32 @@ public final class RunAheadSpeculator {
         public var draft: DraftCost
     }
 
+    /// Starts the session's request: the drafter reads `prompt` (as a local drafter does with
+    /// the target's prefill), so that run-ahead rounds pay only for drafting. Returns what it cost.
+    @discardableResult
+    public func begin(prompt: [Int32], sampling: SamplingParameters, meter: EnergyMeter) throws -> DraftCost {
+        let start = MonotonicClock.now
+        let reading = meter.read()
+        try drafter.begin(prompt: prompt, sampling: sampling)
+        let (cpu, joules) = meter.since(reading)
+        var cost = DraftCost(milliseconds: MonotonicClock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
+        cost.energySource = meter.source
+        self.sampling = sampling
+        promptCount = prompt.count
+        contextEnd = prompt.count
+        drafterLag = 0
+        policy.beginRequest()
+        return cost
+    }
+
     /// One round on `verifier` (in a request; its committed context continues the session),
     /// committing between 1 and `remaining` tokens with at most `room` cache slots used beyond
-    /// the pending token. `sampling` is the session's (the drafter proposes under it).
+    /// the pending token. `sampling` is the session's (the drafter proposes under it). Begins the
+    /// request first if `begin` was not called (its cost is then part of this round's drafting).
     public func round(verifier: LocalVerifier, sampling: SamplingParameters, remaining: Int, room: Int, meter: EnergyMeter) throws -> Round {
         let start = MonotonicClock.now
         let context = verifier.committed
-        var setup = DraftCost()
-        if self.sampling == nil {
-            // The drafter reads the context when the session first runs ahead, not at its start:
-            // a session that never asks costs nothing.
-            let reading = meter.read()
-            try drafter.begin(prompt: context, sampling: sampling)
-            let (cpu, joules) = meter.since(reading)
-            setup = DraftCost(milliseconds: MonotonicClock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
-            setup.energySource = meter.source
-            self.sampling = sampling
-            promptCount = context.count
-            contextEnd = context.count
-            policy.beginRequest()
-        }
+        let setup = self.sampling == nil ? try begin(prompt: context, sampling: sampling, meter: meter) : DraftCost()
         drafterLag += max(0, context.count - contextEnd)
         let plan = policy.plan(remaining: max(1, remaining), room: max(0, room), drafterLag: drafterLag)
         var draft = Draft()
