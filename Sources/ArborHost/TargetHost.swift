@@ -378,6 +378,12 @@ public final class ServerMetrics: @unchecked Sendable {
         public var bytesSent = 0
         /// Error frames sent, by code name.
         public var errors: [String: Int] = [:]
+        /// Server-side speculation inside run-ahead rounds (`--decode-drafter`): its rounds, the
+        /// drafted tokens the target scored, those it accepted, and the drafting time.
+        public var decodeSpeculativeRounds = 0
+        public var decodeDraftedTokens = 0
+        public var decodeAcceptedTokens = 0
+        public var decodeDraftMilliseconds = 0.0
     }
 
     public var snapshot: Snapshot { lock.withLock { s } }
@@ -418,6 +424,15 @@ public final class ServerMetrics: @unchecked Sendable {
         lock.withLock { s.passRounds.observe(Double(rounds)); s.passTokens.observe(Double(tokens)) }
     }
     public func bytes(received: Int = 0, sent: Int = 0) { lock.withLock { s.bytesReceived += received; s.bytesSent += sent } }
+    /// A speculative round of the server's own inside a run-ahead request.
+    public func speculated(drafted: Int, accepted: Int, draftMilliseconds: Double) {
+        lock.withLock {
+            s.decodeSpeculativeRounds += 1
+            s.decodeDraftedTokens += drafted
+            s.decodeAcceptedTokens += accepted
+            s.decodeDraftMilliseconds += draftMilliseconds
+        }
+    }
     public func errorSent(_ code: String) { lock.withLock { s.errors[code, default: 0] += 1 } }
 }
 

@@ -221,6 +221,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                     // The drafter's time is the server's: billed with the target's.
                     s.metrics.busy(milliseconds: r.result.cost.serverMilliseconds + r.draft.milliseconds)
                     s.metrics.pass(rounds: 1, tokens: r.result.batchSize)
+                    s.metrics.speculated(drafted: r.result.batchSize - 1, accepted: r.result.acceptedNodes.count, draftMilliseconds: r.draft.milliseconds)
                     // The session's state stays exactly at the tokens sent.
                     s.discardLast(r.tokens.count - run.take(r.tokens))
                     run.add(r.result.cost, draft: r.draft, queueMilliseconds: queueMs)

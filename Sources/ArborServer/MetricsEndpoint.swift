@@ -116,6 +116,14 @@ enum MetricsText {
         w.metric("arbor_serve_merged_rounds_total", "counter", "Rounds scored in merged passes.", [([:], Double(s.mergedRounds))])
         w.histogram("arbor_serve_pass_rounds", "Sessions' rounds per verify pass.", s.passRounds)
         w.histogram("arbor_serve_pass_tokens", "Tokens per verify pass (pending tokens plus tree nodes, all merged rounds).", s.passTokens)
+        w.metric("arbor_serve_decode_speculative_rounds_total", "counter", "Speculative rounds the server ran inside run-ahead requests (--decode-drafter).",
+                 [([:], Double(s.decodeSpeculativeRounds))])
+        w.metric("arbor_serve_decode_draft_tokens_total", "counter", "Tokens the server's own drafter proposed in run-ahead requests (scored by the target).",
+                 [([:], Double(s.decodeDraftedTokens))])
+        w.metric("arbor_serve_decode_accepted_tokens_total", "counter", "Of the server's drafted tokens, those the target accepted.",
+                 [([:], Double(s.decodeAcceptedTokens))])
+        w.metric("arbor_serve_decode_draft_seconds_total", "counter", "Seconds the server's own drafter spent drafting in run-ahead requests.",
+                 [([:], s.decodeDraftMilliseconds / 1000)])
         w.metric("arbor_serve_received_bytes_total", "counter", "Protocol bytes received (frames, after TLS).", [([:], Double(s.bytesReceived))])
         w.metric("arbor_serve_sent_bytes_total", "counter", "Protocol bytes sent (frames, after TLS).", [([:], Double(s.bytesSent))])
         w.metric("arbor_serve_errors_total", "counter", "Error frames sent, by code.",
