@@ -116,7 +116,7 @@ enum MetricsText {
         w.metric("arbor_serve_merged_rounds_total", "counter", "Rounds scored in merged passes.", [([:], Double(s.mergedRounds))])
         w.histogram("arbor_serve_pass_rounds", "Sessions' rounds per verify pass.", s.passRounds)
         w.histogram("arbor_serve_pass_tokens", "Tokens per verify pass (pending tokens plus tree nodes, all merged rounds).", s.passTokens)
-        w.metric("arbor_serve_decode_speculative_rounds_total", "counter", "Speculative rounds the server ran inside run-ahead requests (--decode-drafter).",
+        w.metric("arbor_serve_decode_speculative_rounds_total", "counter", "Rounds the server ran inside run-ahead requests with its own drafter (--decode-drafter; a round may draft nothing).",
                  [([:], Double(s.decodeSpeculativeRounds))])
         w.metric("arbor_serve_decode_draft_tokens_total", "counter", "Tokens the server's own drafter proposed in run-ahead requests (scored by the target).",
                  [([:], Double(s.decodeDraftedTokens))])

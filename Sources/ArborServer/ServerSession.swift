@@ -51,10 +51,16 @@ final class ServerSession: HostedSession, @unchecked Sendable {
                                         capacity: setup.capacity))
         if let drafting {
             // The server's drafter reads the prompt with the target, as a client's drafter does
-            // with its prefill: run-ahead rounds then pay only for drafting.
-            let s = try drafting.makeSpeculator()
-            speculator = s
-            try s.begin(prompt: prompt, sampling: setup.sampling, meter: meter)
+            // with its prefill: run-ahead rounds then pay only for drafting. A drafter that cannot
+            // (a prompt beyond a draft model's context, say) leaves this request's run-ahead
+            // rounds to plain passes: the session itself is fine.
+            do {
+                let s = try drafting.makeSpeculator()
+                try s.begin(prompt: prompt, sampling: setup.sampling, meter: meter)
+                speculator = s
+            } catch {
+                speculator = nil
+            }
         }
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
     }
@@ -68,13 +74,17 @@ final class ServerSession: HostedSession, @unchecked Sendable {
 
     /// One round of server-side speculation within a run-ahead (model thread; the session has
     /// `drafting`): commits between 1 and `remaining` tokens on the session's verifier.
+    /// Without a drafter for this request (none configured, or it could not read the prompt), a
+    /// plain pass.
     func speculate(remaining: Int, meter: EnergyMeter) throws -> RunAheadSpeculator.Round {
         let v = try activeVerifier()
-        guard let drafting else { throw SpeculativeError.invalidTree("this session has no server-side drafter") }
-        if speculator == nil { speculator = try drafting.makeSpeculator() }
+        guard let speculator else {
+            let r = try v.verify(TokenTree())
+            return RunAheadSpeculator.Round(tokens: [r.nextToken], result: r, draft: DraftCost())
+        }
         // Cache slots a pass may use beyond the pending token (the cache holds all committed tokens but it).
         let room = min(setup.capacity, v.contextLength) - v.committed.count
-        return try speculator!.round(verifier: v, sampling: setup.sampling, remaining: remaining, room: room, meter: meter)
+        return try speculator.round(verifier: v, sampling: setup.sampling, remaining: remaining, room: room, meter: meter)
     }
 
     /// Drops the last `count` committed tokens of the session (model thread): a speculative

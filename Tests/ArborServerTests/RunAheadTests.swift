@@ -142,6 +142,32 @@ import Testing
         #expect(eventually { t.metrics.sessions == 0 && t.metrics.liveCaches == 0 })
     }
 
+    @Test(arguments: [true, false])
+    func aFailingDecodeDrafterLeavesPlainPasses(failsToBegin: Bool) throws {
+        // A server drafter that cannot read the prompt, or cannot draft: the run-ahead rounds
+        // still answer with the target's own tokens, and the session goes on.
+        let t = try TestServer { c in
+            c.decodeDrafting = DecodeDrafting(name: "failing", configuration: SpeculationConfiguration(budget: .chain(4), adaptive: false)) {
+                FailingDrafter(failsToBegin: failsToBegin)
+            }
+        }
+        let prompt = t.prompt(1)
+        let expected = try t.local(prompt, maxTokens: 30)
+        let v = try t.remote()
+        try v.begin(VerificationRequest(prompt: prompt, sampling: .greedy, suppressedTokens: t.bundle.tokenizer.endOfGenerationTokens.sorted(), capacity: 128))
+        let r = try v.runAhead(20)
+        var got = [r.nextToken] + r.decodedTokens
+        var tree = TokenTree()
+        tree.append(token: expected[20], parent: -1)
+        let next = try v.verify(tree)
+        got += [expected[20], next.nextToken]
+        let more = try v.runAhead(8)
+        got += [more.nextToken] + more.decodedTokens
+        #expect(got == expected)
+        #expect(t.metrics.snapshot.decodeDraftedTokens == 0 && t.metrics.snapshot.decodeSpeculativeRounds == 28)
+        v.end()
+    }
+
     @Test func anOldServerGetsPlainRounds() throws {
         let t = try TestServer { $0.maxDecodeTokens = 0 }
         let v = try t.remote()
@@ -174,4 +200,16 @@ import Testing
         #expect(got == expected)
         #expect(v.stats.reconnects >= 1)
     }
+}
+
+/// A server-side drafter that fails: at `begin` (it cannot read the prompt) or at every draft.
+final class FailingDrafter: Drafter {
+    let failsToBegin: Bool
+    var name: String { "failing" }
+    var costsTimePerStep: Bool { true }
+    init(failsToBegin: Bool) { self.failsToBegin = failsToBegin }
+    func begin(prompt: [Int32], sampling: SamplingParameters) throws {
+        if failsToBegin { throw SpeculativeError.invalidTree("this drafter cannot read the prompt") }
+    }
+    func draft(context: [Int32], budget: DraftBudget) throws -> Draft { throw SpeculativeError.invalidTree("this drafter cannot draft") }
 }

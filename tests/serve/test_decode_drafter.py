@@ -34,9 +34,11 @@ def test_run_ahead_with_server_side_speculation_is_the_targets_output(replica):
     rounds = delta("arbor_serve_decode_speculative_rounds_total")
     drafted, accepted = delta("arbor_serve_decode_draft_tokens_total"), delta("arbor_serve_decode_accepted_tokens_total")
     assert rounds >= 1 and drafted >= 1 and 0 <= accepted <= drafted, (rounds, drafted, accepted)
-    # Fewer target passes than run-ahead tokens: the accepted drafts came free.
+    # Every run-ahead token came from one of those rounds: its target's own token or an accepted
+    # draft. (How many drafts are accepted depends on which stretch of the text the client's
+    # policy runs ahead over, which depends on timing; tests/ArborServerTests/RunAheadTests shows
+    # the passes saved.)
     assert rounds + accepted == spec["run_ahead_tokens"], (rounds, accepted, spec["run_ahead_tokens"])
-    assert accepted >= 1
 
 
 @pytest.mark.parametrize("drafter, message", [("auto", "needs a drafter"), ("model:no-such-model", "no-such-model"), ("bogus", "decode-drafter")])

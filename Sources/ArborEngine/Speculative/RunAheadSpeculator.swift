@@ -37,6 +37,12 @@ public final class RunAheadSpeculator {
 
     /// What one round committed and cost.
     public struct Round: Sendable {
+        public init(tokens: [Int32], result: VerificationResult, draft: DraftCost) {
+            self.tokens = tokens
+            self.result = result
+            self.draft = draft
+        }
+
         /// Committed tokens in order: the accepted drafted ones, then the target's own.
         public var tokens: [Int32]
         /// The verifier's result (its `cost` is the target pass alone).
@@ -74,9 +80,11 @@ public final class RunAheadSpeculator {
         drafterLag += max(0, context.count - contextEnd)
         let plan = policy.plan(remaining: max(1, remaining), room: max(0, room), drafterLag: drafterLag)
         var draft = Draft()
-        if !plan.isPlain {
-            draft = try drafter.measuredDraft(context: context, budget: plan.budget, meter: meter)
-            try SpeculativeGenerator.check(draft.tree, budget: plan.budget, vocabularySize: verifier.vocabularySize)
+        // A drafter that fails (a context beyond a draft model's length, say) or proposes an
+        // invalid tree costs the round its draft, not the client its request.
+        if !plan.isPlain, let d = try? drafter.measuredDraft(context: context, budget: plan.budget, meter: meter),
+           (try? SpeculativeGenerator.check(d.tree, budget: plan.budget, vocabularySize: verifier.vocabularySize)) != nil {
+            draft = d
         }
         let selection = policy.select(draft, plan: plan)
         let result = try verifier.verify(selection.tree)
