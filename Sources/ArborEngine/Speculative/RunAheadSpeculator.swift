@@ -47,7 +47,7 @@ public final class RunAheadSpeculator {
         public var tokens: [Int32]
         /// The verifier's result (its `cost` is the target pass alone).
         public var result: VerificationResult
-        /// Drafting (and, in a session's first round, the drafter reading the context).
+        /// Drafting (and the drafter reading the context, when `begin` was not called first).
         public var draft: DraftCost
     }
 
