@@ -94,12 +94,13 @@ struct RunAheadPolicyTests {
     /// Runs the policy against a simulated target for `tokens` tokens: run-ahead rounds commit
     /// what they ask, drafted rounds have each depth accepted with `acceptance` (deterministically:
     /// the first ⌊acceptance · depth⌋). Returns (tokens when drafting was first chosen without a
-    /// probe, probes).
-    func simulate(acceptance: Double, tokens: Int) -> (firstChosen: Int?, probes: Int) {
+    /// probe, the tokens before each probe).
+    func simulate(acceptance: Double, tokens: Int, catchUpMilliseconds: Double = 0) -> (firstChosen: Int?, probes: [Int]) {
         var profile = remoteProfile(overhead: 20)
         profile.depthAcceptance = []  // Nothing known about this drafter yet.
+        profile.catchUpMillisecondsPerToken = catchUpMilliseconds
         let p = policy(profile)
-        var done = 0, probes = 0, lag = 0
+        var done = 0, probes: [Int] = [], lag = 0
         var first: Int?
         while done < tokens {
             let plan = p.plan(remaining: 10_000, room: 100_000, drafterLag: lag)
@@ -110,7 +111,7 @@ struct RunAheadPolicyTests {
                 result.cost.targetMilliseconds = 20 * Double(plan.runAhead)
                 result.cost.roundTripMilliseconds = 20 + 20 * Double(plan.runAhead)
             } else if plan.budget.maxDepth > 0 {
-                if plan.isProbe { probes += 1 } else if first == nil { first = done }
+                if plan.isProbe { probes.append(done) } else if first == nil { first = done }
                 sent = TokenTree(chain: [Int32](repeating: 1, count: plan.budget.maxDepth), confidences: [Float](repeating: 0.9, count: plan.budget.maxDepth))
                 result.acceptedNodes = Array(0..<Int(acceptance * Double(plan.budget.maxDepth)))
                 result.batchSize = 1 + sent.count
@@ -128,12 +129,52 @@ struct RunAheadPolicyTests {
         return (first, probes)
     }
 
-    @Test("Between run-ahead rounds drafting is probed every 16, 32, 64 … tokens; a few good probes bring it back")
+    @Test("Between run-ahead rounds a probe of drafting waits until its predicted loss is 1 % of the tokens decoded meanwhile, then twice as long; a few good probes bring drafting back")
     func exploration() {
-        let good = simulate(acceptance: 1, tokens: 1500)
-        #expect(good.firstChosen != nil && good.firstChosen! < 1000, "\(good)")
-        let hopeless = simulate(acceptance: 0, tokens: 2000)
-        #expect(hopeless.firstChosen == nil && hopeless.probes >= 3 && hopeless.probes <= 8, "\(hopeless)")
+        // A probe here: reading the last run-ahead round's 32 tokens (2 ms each unmeasured, a
+        // quarter of a step), 3 draft steps of 8 ms, a round trip; about 2.2 tokens for some
+        // 134 ms, where running ahead gives them for 45: the first probe after ~430 tokens.
+        let good = simulate(acceptance: 1, tokens: 3000)
+        #expect(good.firstChosen != nil && good.firstChosen! < 2000, "\(good)")
+        let hopeless = simulate(acceptance: 0, tokens: 6000)
+        #expect(hopeless.firstChosen == nil && (2...4).contains(hopeless.probes.count), "\(hopeless)")
+        #expect(hopeless.probes.first.map { (300...600).contains($0) } == true, "\(hopeless)")
+        // Each wait at least twice the last (less a run-ahead round's overshoot).
+        let gaps = zip(hopeless.probes, [0] + hopeless.probes).map { $0 - $1 }
+        #expect(zip(gaps.dropFirst(), gaps).allSatisfy { next, last in next >= 2 * (last - 31) }, "\(gaps)")
+        // Dearer reading (10 ms a token): the first probe waits longer.
+        let dear = simulate(acceptance: 0, tokens: 6000, catchUpMilliseconds: 10)
+        #expect(dear.probes.first.map { $0 > 2 * hopeless.probes.first! } == true, "\(dear) vs \(hopeless)")
+    }
+
+    @Test("Probes that cost little against the chosen plan still come after 16, 32, 64 … tokens")
+    func cheapProbes() {
+        // Local target, plain rounds, a drafter whose steps are nearly free and a target that
+        // scores a few more tokens for nearly nothing: drafting is never accepted.
+        var profile = CostProfile()
+        for b in 1...40 { profile.targetMilliseconds[b] = 20 + 0.1 * Double(b - 1) }
+        profile.draftStepMilliseconds = [0.05]
+        profile.draftStepJoules = [0.0003]
+        profile.depthAcceptance = [Double](repeating: 0.001, count: 8)
+        let p = policy(profile)
+        p.runAheadLimit = 0
+        var done = 0, probes: [Int] = []
+        while done < 200 {
+            let plan = p.plan(remaining: 10_000, room: 100_000, drafterLag: 1)
+            var result = VerificationResult(acceptedNodes: [], nextToken: 1, batchSize: 1, targetMilliseconds: 20, roundMilliseconds: 20)
+            var sent = TokenTree()
+            if plan.budget.maxDepth > 0 {
+                #expect(plan.isProbe)
+                probes.append(done)
+                sent = TokenTree(chain: [Int32](repeating: 1, count: plan.budget.maxDepth), confidences: [Float](repeating: 0.001, count: plan.budget.maxDepth))
+                result.batchSize = 1 + sent.count
+                result.cost.targetMilliseconds = 20 + 0.1 * Double(sent.count)
+            }
+            p.observe(RoundRecord(plan: plan, draft: Draft(tree: sent, cost: DraftCost(milliseconds: 0.05 * Double(sent.count), steps: sent.count)),
+                                  sent: sent, prediction: p.predict(nodes: sent.count, accepted: 0), result: result, use: ResourceUse(), milliseconds: 0))
+            done += result.passes
+        }
+        #expect(probes.count >= 3 && probes.first! <= 20, "\(probes)")
     }
 
     @Test("Drafts judged not worth sending pull the planned acceptance down (text got harder), and do not reset exploration")
@@ -183,9 +224,11 @@ struct RunAheadPolicyTests {
                 let drafter = try ModelDrafter(model: d.model, tokenizer: d.tokenizer, name: "other", targetTokenizer: t.tokenizer, targetName: "t")
                 let verifier = RunAheadLocal(LocalVerifier(model: t.model))
                 // Poor acceptance behind 80 ms: run-ahead rounds, with a probe of drafting now and then.
+                // Probes may spend a fifth of the time (not 1 %), so that 300 tokens see several.
+                var configuration = SpeculationConfiguration(budget: .chain(4), proactive: true, maxRunAhead: 8)
+                configuration.explorationShare = 0.2
                 let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: t.tokenizer,
-                                             configuration: SpeculationConfiguration(budget: .chain(4), proactive: true, maxRunAhead: 8),
-                                             profile: remoteProfile(overhead: 80, acceptance: 0.2))
+                                             configuration: configuration, profile: remoteProfile(overhead: 80, acceptance: 0.2))
                 let r = try g.generate(promptTokens: prompt, parameters: p)
                 #expect(r.tokens == plain.tokens, "\(arch), \(text)")
                 let spec = try #require(r.stats.speculative)

@@ -30,6 +30,12 @@
 /// It decides twice: before drafting (model drafters only: the depth, from acceptance by depth
 /// so far — depth 0 is a plain round) and after (the N most probable nodes, a set closed under
 /// parents since P never grows along a path). The policy and its profile outlive a request.
+///
+/// **Exploring.** While drafting is not chosen, a probe (a small draft sent whatever the
+/// estimate) now and then lets a pessimistic estimate correct itself: after 16 tokens at first,
+/// the wait doubling after each probe that does worse than predicted, and never before the
+/// probe's predicted loss against the chosen plan is within `explorationShare` (1 %) of the
+/// score of the tokens decoded meanwhile.
 public final class RoundPolicy {
     /// The largest tree, adaptive sizing on or off, and the user's preferences.
     public var configuration: SpeculationConfiguration
@@ -51,10 +57,15 @@ public final class RoundPolicy {
     /// Tokens committed since the last round that sent a draft, and how many to wait before
     /// re-probing when drafting looks unprofitable. Counted in tokens, not rounds, so that a
     /// run-ahead round of 32 tokens does not put off exploring 32 times longer than plain rounds
-    /// would. The wait doubles after each probe that does not bring drafting back (a probe of a
-    /// model drafter pays for catching up with every skipped token).
+    /// would. The wait is at least what keeps a probe's predicted loss within
+    /// `configuration.explorationShare` of the tokens decoded meanwhile (`probeWait`: a probe of a model
+    /// drafter after run-ahead rounds pays for reading the last round's tokens, several draft
+    /// steps and a round trip for a token or two), and it doubles after each probe that does
+    /// not bring drafting back.
     private var tokensWithoutDraft = 0
     private var probeInterval = 16
+    private var probeWait = 0
+    static let maxProbeInterval = 4096
     /// Whether the last `select` sent a node only to probe (for `observe`).
     private var selectionIsProbe = false
     /// The current request's committed tokens and round time so far, and the tokens it may
@@ -176,18 +187,39 @@ public final class RoundPolicy {
             let ok = indices.filter { candidates[$0].costPerToken * 1e6 <= y }
             return ok.isEmpty ? cheapest(indices) : fastest(ok)
         case nil:
-            let reference = plainPrediction
-            let cs = preferences.objective == .tps ? 0 : preferences.cs.value
-            let refCost = reference.costPerToken, refRate = reference.tokensPerSecond
+            let score = scorer()
             var best = 0, bestScore = Double.infinity
             for (i, c) in candidates.enumerated() {
-                let costTerm = refCost > 0 ? c.costPerToken / refCost : 0
-                let speedTerm = c.tokensPerSecond > 0 ? refRate / c.tokensPerSecond : .infinity
-                let score = cs * costTerm + (1 - cs) * speedTerm
-                if score < bestScore - 1e-12 { best = i; bestScore = score }
+                let s = score(c)
+                if s < bestScore - 1e-12 { best = i; bestScore = s }
             }
             return best
         }
+    }
+
+    /// A plan's score per token, lower is better: `cs · (cost per token ÷ plain's) + (1 − cs) ·
+    /// (plain's tokens/s ÷ tokens/s)`; under a service level, the time per token relative to
+    /// plain's (what a detour from the chosen plan costs the promise).
+    func scorer() -> (RoundPrediction) -> Double {
+        let reference = plainPrediction
+        let cs = preferences.serviceLevel != nil || preferences.objective == .tps ? 0 : preferences.cs.value
+        let refCost = reference.costPerToken, refRate = reference.tokensPerSecond
+        return { c in
+            let costTerm = refCost > 0 ? c.costPerToken / refCost : 0
+            let speedTerm = c.tokensPerSecond > 0 ? refRate / c.tokensPerSecond : .infinity
+            return cs * costTerm + (1 - cs) * speedTerm
+        }
+    }
+
+    /// Tokens to decode by `best` before a probe predicted as `probe` costs no more than
+    /// `configuration.explorationShare` of them: what the probe loses against `best` over its tokens, divided
+    /// by the share each token of `best` may spend.
+    func explorationWait(probe: RoundPrediction, best: RoundPrediction) -> Int {
+        let score = scorer()
+        let perToken = score(best), loss = probe.tokens * (score(probe) - perToken)
+        guard loss > 0, perToken > 0, perToken.isFinite else { return 0 }
+        let share = max(configuration.explorationShare, 1e-6)
+        return Int(min(loss / (share * perToken), Double(Self.maxProbeInterval)).rounded(.up))
     }
 
     /// Predictions for the plain round and chains of every depth the budget allows (from
@@ -231,31 +263,45 @@ public final class RoundPolicy {
         let step = profile.draftStep(width: b.maxWidth)
         // Drafting after undrafted rounds starts by reading what they committed: on the clock.
         let catchUp = profile.catchUp(tokens: drafterLag, width: b.maxWidth)
-        var candidates = [plainPrediction]
-        var expected = 0.0, reach = 1.0
-        for d in 1...b.maxDepth {
-            reach *= profile.depthAcceptance(d)
-            expected += reach
+        // A drafted round of depth d expected to commit `1 + expected` tokens, the whole chain
+        // with probability `reach`, after the drafter read what it lags behind.
+        func draftedRound(_ d: Int, expected: Double, reach: Double, lag: (milliseconds: Double, joules: Double)) -> RoundPrediction {
             let nodes = min(b.maxNodes, d * b.maxWidth)
             // Time a drafted round waits for its drafting: none when it was drafted ahead. Until
             // trees drafted ahead have been seen, their hit rate is modelled: the whole chain
             // accepted and the target's next token the drafter's first choice.
             let hit = profile.aheadObservations > 0 ? profile.aheadHitRate : reach * profile.depthAcceptance(d + 1)
             let exposed = overlapsDrafting ? 1 - hit : 1
-            candidates.append(predict(nodes: nodes, accepted: expected,
-                                      draftMilliseconds: catchUp.milliseconds + Double(d) * step.milliseconds * exposed,
-                                      draftJoules: catchUp.joules + Double(d) * step.joules))
+            return predict(nodes: nodes, accepted: expected,
+                           draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds * exposed,
+                           draftJoules: lag.joules + Double(d) * step.joules)
+        }
+        var candidates = [plainPrediction]
+        var expected = 0.0, reach = 1.0
+        var atDepth: [(expected: Double, reach: Double)] = []
+        for d in 1...b.maxDepth {
+            reach *= profile.depthAcceptance(d)
+            expected += reach
+            atDepth.append((expected, reach))
+            candidates.append(draftedRound(d, expected: expected, reach: reach, lag: catchUp))
         }
         let drafted = candidates.count
         var best = choose(candidates + ahead)
         var probe = false
+        // Probe a few levels deep: a depth-1 probe could never show that deeper drafts pay.
+        let probeDepth = min(3, b.maxDepth)
         // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
         if best == 0 || best >= drafted {
-            if tokensWithoutDraft >= probeInterval {
+            let chosen = best == 0 ? plainPrediction : ahead[best - drafted]
+            // What a probe after the chosen plan's round will cost: the drafter reads the earlier
+            // rounds' tokens in the shadow of that round (`probeIsDue`), not that round's own.
+            let lag = profile.catchUp(tokens: min(drafterLag, max(1, chosen.runAhead)), width: b.maxWidth)
+            let a = atDepth[probeDepth - 1]
+            probeWait = explorationWait(probe: draftedRound(probeDepth, expected: a.expected, reach: a.reach, lag: lag), best: chosen)
+            if tokensWithoutDraft >= max(probeInterval, probeWait) {
                 tokensWithoutDraft = 0
-                probeInterval = min(probeInterval * 2, 1024)
-                // Probe a few levels deep: a depth-1 probe could never show that deeper drafts pay.
-                best = min(3, b.maxDepth)
+                probeInterval = min(max(probeInterval, probeWait) * 2, Self.maxProbeInterval)
+                best = probeDepth
                 probe = true
             }
         }
@@ -288,7 +334,7 @@ public final class RoundPolicy {
     /// again (so a model drafter should catch up with the committed tokens while this round's
     /// target works, not at the probe).
     public func probeIsDue(after tokens: Int) -> Bool {
-        drafterCostsTime && configuration.adaptive && tokensWithoutDraft + tokens >= probeInterval
+        drafterCostsTime && configuration.adaptive && tokensWithoutDraft + tokens >= max(probeInterval, probeWait)
     }
 
     /// Candidate `best` of `[plain] + ahead` as a plan.
@@ -344,7 +390,7 @@ public final class RoundPolicy {
         if bestN == 0, tokensWithoutDraft >= probeInterval {
             // Re-probe with the single most probable node now and then.
             tokensWithoutDraft = 0
-            probeInterval = min(probeInterval * 2, 1024)
+            probeInterval = min(probeInterval * 2, Self.maxProbeInterval)
             bestN = 1
             runAhead = nil
             selectionIsProbe = true
@@ -419,6 +465,9 @@ public final class RoundPolicy {
         }
         tokensWithoutDraft = tree.isEmpty ? tokensWithoutDraft + result.passes : 0
         if !tree.isEmpty && !record.plan.isProbe && !selectionIsProbe { probeInterval = 16 }
+        // A probe that did better than predicted is followed soon by another (within the
+        // exploration budget): the wait doubles only for probes that disappoint.
+        if !tree.isEmpty, record.plan.isProbe || selectionIsProbe, committed > record.prediction.tokens { probeInterval = 16 }
         selectionIsProbe = false
         // A model draft judged not worth sending is evidence too: the calibrated confidences of
         // its most likely path say how deep drafting is accepted now (without this, acceptance

@@ -18,6 +18,9 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
     /// A selected tree with fewer nodes than this is not sent (llama.cpp's `speculative.n_min`):
     /// the round goes plain instead. 0: any tree is sent.
     public var minDraftNodes = 0
+    /// Share of the tokens decoded without drafting (their score under the preferences) that
+    /// probes of drafting may lose against the chosen plan (`RoundPolicy`); 1 % by default.
+    public var explorationShare = 0.01
 
     public init(budget: DraftBudget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: Bool = true,
                 preferences: CostPreferences = CostPreferences(), proactive: Bool = false,
@@ -30,7 +33,7 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
         self.maxRunAhead = maxRunAhead
     }
 
-    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead, minDraftNodes }
+    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead, minDraftNodes, explorationShare }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -39,5 +42,6 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
                   wattsPerCore: try c.decode(Double.self, forKey: .wattsPerCore),
                   maxRunAhead: try c.decodeIfPresent(Int.self, forKey: .maxRunAhead) ?? 32)
         minDraftNodes = try c.decodeIfPresent(Int.self, forKey: .minDraftNodes) ?? 0
+        explorationShare = try c.decodeIfPresent(Double.self, forKey: .explorationShare) ?? 0.01
     }
 }
