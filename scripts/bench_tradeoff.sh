@@ -136,10 +136,15 @@ for d in $DELAYS; do
     relay_pid=""
 done
 
+# The charts are drawn with matplotlib (PyPI), as in scripts/test.sh.
+python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install -q matplotlib
+shared=()
+for d in "$OUT"/*-server/; do [ -d "$d" ] && shared+=("$d"); done
+[ ${#shared[@]} -gt 0 ] && shared=(--shared "${shared[@]}")
 for objective in $OBJECTIVES; do
-    python3 scripts/plot_tradeoff.py "$OUT"/*ms-*/ --shared "$OUT"/*-server/ --objective "$objective" \
+    python3 scripts/plot_tradeoff.py "$OUT"/*ms-*/ "${shared[@]}" --objective "$objective" \
         --name "tradeoff-$objective" --out "$OUT" --title "target $TARGET (server, 1 core), draft $DRAFT (client, 1 core), $RATE; $objective"
 done
-python3 scripts/plot_tradeoff.py "$OUT"/*ms-*/ --shared "$OUT"/*-server/ --table --objectives $OBJECTIVES >"$OUT/tables.md"
+python3 scripts/plot_tradeoff.py "$OUT"/*ms-*/ "${shared[@]}" --table --objectives $OBJECTIVES >"$OUT/tables.md"
 python3 scripts/tradeoff_summary.py profile "$OUT" >>"$OUT/tables.md"
 log "wrote $OUT/tables.md and the charts"

@@ -58,10 +58,10 @@ public final class RoundPolicy {
     /// re-probing when drafting looks unprofitable. Counted in tokens, not rounds, so that a
     /// run-ahead round of 32 tokens does not put off exploring 32 times longer than plain rounds
     /// would. The wait is at least what keeps a probe's predicted loss within
-    /// `configuration.explorationShare` of the tokens decoded meanwhile (`probeWait`: a probe of a model
-    /// drafter after run-ahead rounds pays for reading the last round's tokens, several draft
-    /// steps and a round trip for a token or two), and it doubles after each probe that does
-    /// not bring drafting back.
+    /// `configuration.explorationShare` of the tokens decoded meanwhile (`probeWait`: a probe
+    /// of a model drafter after run-ahead rounds pays for reading the last round's tokens,
+    /// several draft steps and a round trip for a token or two), and it doubles after each
+    /// probe that does worse than predicted.
     private var tokensWithoutDraft = 0
     private var probeInterval = 16
     private var probeWait = 0
@@ -212,8 +212,8 @@ public final class RoundPolicy {
     }
 
     /// Tokens to decode by `best` before a probe predicted as `probe` costs no more than
-    /// `configuration.explorationShare` of them: what the probe loses against `best` over its tokens, divided
-    /// by the share each token of `best` may spend.
+    /// `configuration.explorationShare` of them: what the probe loses against `best` over its
+    /// tokens, divided by the share each token of `best` may spend.
     func explorationWait(probe: RoundPrediction, best: RoundPrediction) -> Int {
         let score = scorer()
         let perToken = score(best), loss = probe.tokens * (score(probe) - perToken)
