@@ -75,12 +75,23 @@ extension Drafter {
 
     /// `catchUp`, with its wall time, process CPU time and energy measured around the call.
     public func measuredCatchUp(context: [Int32], meter: EnergyMeter) throws -> DraftCost {
+        var cost = try Self.measured(meter) { try catchUp(context: context) }
+        cost.catchUpMilliseconds = cost.milliseconds
+        return cost
+    }
+
+    /// `begin`, with its wall time, process CPU time and energy measured around the call.
+    public func measuredBegin(prompt: [Int32], sampling: SamplingParameters, meter: EnergyMeter) throws -> DraftCost {
+        try Self.measured(meter) { try begin(prompt: prompt, sampling: sampling) }
+    }
+
+    /// The wall time, process CPU time and energy of `work`.
+    private static func measured(_ meter: EnergyMeter, _ work: () throws -> Void) throws -> DraftCost {
         let start = MonotonicClock.now
         let reading = meter.read()
-        try catchUp(context: context)
+        try work()
         let (cpu, joules) = meter.since(reading)
         var cost = DraftCost(milliseconds: MonotonicClock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
-        cost.catchUpMilliseconds = cost.milliseconds
         cost.energySource = meter.source
         return cost
     }

@@ -55,12 +55,7 @@ public final class RunAheadSpeculator {
     /// the target's prefill), so that run-ahead rounds pay only for drafting. Returns what it cost.
     @discardableResult
     public func begin(prompt: [Int32], sampling: SamplingParameters, meter: EnergyMeter) throws -> DraftCost {
-        let start = MonotonicClock.now
-        let reading = meter.read()
-        try drafter.begin(prompt: prompt, sampling: sampling)
-        let (cpu, joules) = meter.since(reading)
-        var cost = DraftCost(milliseconds: MonotonicClock.millisecondsSince(start), cpuMilliseconds: cpu, joules: joules)
-        cost.energySource = meter.source
+        let cost = try drafter.measuredBegin(prompt: prompt, sampling: sampling, meter: meter)
         self.sampling = sampling
         promptCount = prompt.count
         contextEnd = prompt.count
