@@ -37,6 +37,9 @@ struct RunAheadPolicyTests {
         for cs in [0.0, 0.5] {
             #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3), cs: cs).plan(remaining: 100, room: 1000) == .runAhead(32), "cs \(cs)")
         }
+        // Under energy every run-ahead size costs the same per token: the cheapest plan is the
+        // longest (the fastest of the equally cheap), not two tokens per round trip.
+        #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3), cs: 1, objective: .energyTotal).plan(remaining: 100, room: 1000) == .runAhead(32))
         // Cheapest per token, drafting still pays: 1.3 tokens per pass of 22 ms beat 1 per 20 ms.
         #expect(policy(remoteProfile(overhead: 80, acceptance: 0.3), cs: 1).plan(remaining: 100, room: 1000).budget.maxDepth >= 1)
         // Only as far as the request may still go, or the context may hold.

@@ -191,7 +191,10 @@ public final class RoundPolicy {
             var best = 0, bestScore = Double.infinity
             for (i, c) in candidates.enumerated() {
                 let s = score(c)
-                if s < bestScore - 1e-12 { best = i; bestScore = s }
+                // Equal scores go to the faster plan: at cs = 1 under an energy objective every
+                // run-ahead size costs the same per token, and the longest is the fastest.
+                let tie = abs(s - bestScore) <= 1e-9 * max(abs(s), 1e-300)
+                if tie ? c.tokensPerSecond > candidates[best].tokensPerSecond : s < bestScore { best = i; bestScore = s }
             }
             return best
         }
@@ -203,7 +206,15 @@ public final class RoundPolicy {
     func scorer() -> (RoundPrediction) -> Double {
         let reference = plainPrediction
         let cs = preferences.serviceLevel != nil || preferences.objective == .tps ? 0 : preferences.cs.value
-        let refCost = reference.costPerToken, refRate = reference.tokensPerSecond
+        var refCost = reference.costPerToken
+        let refRate = reference.tokensPerSecond
+        if refCost <= 0 {
+            // Plain spends none of this objective (draft energy): costs are weighed against a
+            // chain of one drafted node's, so that the cheapest plan still wins at cs = 1.
+            let step = profile.draftStep(width: 1)
+            refCost = predict(nodes: 1, accepted: profile.depthAcceptance(1), draftMilliseconds: step.milliseconds,
+                              draftJoules: step.joules).costPerToken
+        }
         return { c in
             let costTerm = refCost > 0 ? c.costPerToken / refCost : 0
             let speedTerm = c.tokensPerSecond > 0 ? refRate / c.tokensPerSecond : .infinity
