@@ -180,6 +180,18 @@ struct RunAheadPolicyTests {
         #expect(probes.count >= 3 && probes.first! <= 20, "\(probes)")
     }
 
+    @Test("With proactive drafting on, a round that cannot have been drafted ahead is planned as drafting alone (energy at cs = 1 still drafts)")
+    func firstRoundIsNotDraftedAhead() {
+        var profile = remoteProfile(overhead: 20, acceptance: 0.99)
+        // A step costs 0.09 J, a target pass 0.12 J: a chain of 8 nearly always accepted costs
+        // about 0.11 J a token against 0.12 for running ahead; counted as if it also drafted the
+        // next tree ahead (17 steps), it would cost 0.2.
+        profile.draftStepJoules = [0.09]
+        let p = policy(profile, cs: 1, objective: .energyTotal)
+        p.overlapsDrafting = true
+        #expect(p.plan(remaining: 48, room: 1000, drafterLag: 0).budget.maxDepth > 0)
+    }
+
     @Test("Drafts judged not worth sending pull the planned acceptance down (text got harder), and do not reset exploration")
     func declinedDraftsAreEvidence() {
         let p = policy(remoteProfile(overhead: 20, acceptance: 0.95))

@@ -276,23 +276,27 @@ public final class RoundPolicy {
         let catchUp = profile.catchUp(tokens: drafterLag, width: b.maxWidth)
         // A drafted round of depth d expected to commit `1 + expected` tokens, the whole chain
         // with probability `reach`, after the drafter read what it lags behind.
+        let score = scorer()
         func draftedRound(_ d: Int, expected: Double, reach: Double, lag: (milliseconds: Double, joules: Double)) -> RoundPrediction {
             let nodes = min(b.maxNodes, d * b.maxWidth)
-            // Time a drafted round waits for its drafting: none when it was drafted ahead. Until
-            // trees drafted ahead have been seen, their hit rate is modelled: the whole chain
-            // accepted and the target's next token the drafter's first choice. Nothing was drafted
-            // ahead for a request's first round, nor for a round after one that drafted nothing
-            // (the drafter lags behind): the first drafted round after run-ahead rounds waits for
-            // all of its drafting.
+            let alone = predict(nodes: nodes, accepted: expected, draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds,
+                                draftJoules: lag.joules + Double(d) * step.joules)
+            guard overlapsDrafting else { return alone }
+            // Or in a run of rounds that draft ahead. Time a drafted round waits for its drafting:
+            // none when it was drafted ahead. Until trees drafted ahead have been seen, their hit
+            // rate is modelled: the whole chain accepted and the target's next token the
+            // drafter's first choice. Nothing was drafted ahead for a request's first round, nor
+            // for a round after one that drafted nothing (the drafter lags behind). Drafting ahead
+            // is billed in the round that does it, used or wasted: such a round pays for its own
+            // drafting when the last one missed, and for the next tree's (one level deeper)
+            // either way. Whichever scores better is the plan's prediction (`shouldDraftAhead`
+            // weighs the same trade each round).
             let hit = profile.aheadObservations > 0 ? profile.aheadHitRate : reach * profile.depthAcceptance(d + 1)
-            let exposed = overlapsDrafting && drafterLag == 0 && requestTokens > 0 ? 1 - hit : 1
-            // Drafting ahead is billed in the round that does it, used or wasted: a round that
-            // drafts ahead pays for its own drafting when the last one missed, and for the next
-            // tree's (one level deeper) either way.
-            let steps = overlapsDrafting ? Double(d) * exposed + Double(d + 1) : Double(d)
-            return predict(nodes: nodes, accepted: expected,
-                           draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds * exposed,
-                           draftJoules: lag.joules + steps * step.joules)
+            let exposed = drafterLag == 0 && requestTokens > 0 ? 1 - hit : 1
+            let overlapped = predict(nodes: nodes, accepted: expected,
+                                     draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds * exposed,
+                                     draftJoules: lag.joules + (Double(d) * exposed + Double(d + 1)) * step.joules)
+            return score(overlapped) < score(alone) ? overlapped : alone
         }
         var candidates = [plainPrediction]
         var expected = 0.0, reach = 1.0
