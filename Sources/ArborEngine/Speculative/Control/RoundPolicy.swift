@@ -66,6 +66,8 @@ public final class RoundPolicy {
     private var probeInterval = 16
     private var probeWait = 0
     static let maxProbeInterval = 4096
+    /// Tokens without a drafted round after which the next plan probes.
+    private var probeThreshold: Int { max(probeInterval, probeWait) }
     /// Whether the last `select` sent a node only to probe (for `observe`).
     private var selectionIsProbe = false
     /// The current request's committed tokens and round time so far, and the tokens it may
@@ -225,8 +227,7 @@ public final class RoundPolicy {
     /// Tokens to decode by `best` before a probe predicted as `probe` costs no more than
     /// `configuration.explorationShare` of them: what the probe loses against `best` over its
     /// tokens, divided by the share each token of `best` may spend.
-    func explorationWait(probe: RoundPrediction, best: RoundPrediction) -> Int {
-        let score = scorer()
+    func explorationWait(probe: RoundPrediction, best: RoundPrediction, score: (RoundPrediction) -> Double) -> Int {
         let perToken = score(best), loss = probe.tokens * (score(probe) - perToken)
         guard loss > 0, perToken > 0, perToken.isFinite else { return 0 }
         let share = max(configuration.explorationShare, 1e-6)
@@ -319,10 +320,10 @@ public final class RoundPolicy {
             // rounds' tokens in the shadow of that round (`probeIsDue`), not that round's own.
             let lag = profile.catchUp(tokens: min(drafterLag, max(1, chosen.runAhead)), width: b.maxWidth)
             let a = atDepth[probeDepth - 1]
-            probeWait = explorationWait(probe: draftedRound(probeDepth, expected: a.expected, reach: a.reach, lag: lag), best: chosen)
-            if tokensWithoutDraft >= max(probeInterval, probeWait) {
+            probeWait = explorationWait(probe: draftedRound(probeDepth, expected: a.expected, reach: a.reach, lag: lag), best: chosen, score: score)
+            if tokensWithoutDraft >= probeThreshold {
                 tokensWithoutDraft = 0
-                probeInterval = min(max(probeInterval, probeWait) * 2, Self.maxProbeInterval)
+                probeInterval = min(probeThreshold * 2, Self.maxProbeInterval)
                 best = probeDepth
                 probe = true
             }
@@ -356,7 +357,7 @@ public final class RoundPolicy {
     /// again (so a model drafter should catch up with the committed tokens while this round's
     /// target works, not at the probe).
     public func probeIsDue(after tokens: Int) -> Bool {
-        drafterCostsTime && configuration.adaptive && tokensWithoutDraft + tokens >= max(probeInterval, probeWait)
+        drafterCostsTime && configuration.adaptive && tokensWithoutDraft + tokens >= probeThreshold
     }
 
     /// Candidate `best` of `[plain] + ahead` as a plan.
