@@ -22,6 +22,8 @@ struct SpeculationOptions: ParsableArguments {
     var draftVocabulary: Int?
     @Option(name: .customLong("max-run-ahead"), help: "Most tokens a remote target may be asked to decode by itself in one exchange, when drafting does not pay (0: never).")
     var maxRunAhead = 32
+    @Flag(inversion: .prefixedNo, help: "Let a drafted round go past its planned depth while the draft is sure enough of its path that one more level pays (adaptive sizing, draft models).")
+    var deepen = true
 
     /// The drafter named in effect (`--draft` alone means `model`).
     var drafterName: String {
@@ -44,8 +46,10 @@ struct SpeculationOptions: ParsableArguments {
         // 1.13× vs 1.01×) and with a remote target at 80 ms (15.6 vs 8.8 tok/s), because a CPU
         // draft model pays for every sibling it scores.
         let width = maxWidth ?? (choice.isModel ? 1 : 4)
-        return SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree,
-                                        maxRunAhead: maxRunAhead)
+        var c = SpeculationConfiguration(budget: DraftBudget(maxNodes: maxNodes, maxDepth: maxDepth, maxWidth: width), adaptive: !fixedTree,
+                                         maxRunAhead: maxRunAhead)
+        c.deepening = deepen
+        return c
     }
 
     /// The drafter choice these options name.

@@ -47,6 +47,8 @@ struct TradeoffCommand: AsyncParsableCommand {
     var warmup = 2
     @Flag(name: .customLong("compare-proactive"), help: "Also run the first cs value with proactive drafting off.")
     var compareProactive = false
+    @Flag(name: .customLong("compare-deepening"), help: "Also run the first and last cs values without deepening drafts past the planned depth.")
+    var compareDeepening = false
     @Option(help: "A label for this environment (e.g. \"80 ms\").")
     var label = ""
     @Option(help: "Output directory (default: <data dir>/tradeoff/<time>).")
@@ -221,17 +223,23 @@ struct TradeoffCommand: AsyncParsableCommand {
         }
         if drafter != nil, !csNames.isEmpty {
             var learned = startProfile
-            var runs = csNames.map { ($0, base.proactive) }
-            if compareProactive, let first = csNames.first { runs.insert((first, false), at: 1) }
-            for (text, proactive) in runs {
+            var runs = csNames.map { (text: $0, proactive: base.proactive, deepening: base.deepening) }
+            if compareProactive, let first = csNames.first { runs.insert((first, false, base.deepening), at: 1) }
+            if compareDeepening, let first = csNames.first, let last = csNames.last {
+                runs.insert((first, base.proactive, false), at: 1)
+                if last != first { runs.append((last, base.proactive, false)) }
+            }
+            for (text, proactive, deepening) in runs {
                 let cs = try CostSensitivity(parsing: text)
                 var c = base
                 c.preferences.cs = cs
                 c.proactive = proactive
+                c.deepening = deepening
                 // Each cs value starts from the stored profile, as a new process would.
                 let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
                 var name = "cs=\(text)" + (proactive == base.proactive ? "" : proactive ? " proactive" : " no-proactive")
-                var kind: TradeoffPoint.Kind = proactive == base.proactive ? .adaptive : .baseline
+                    + (deepening == base.deepening ? "" : deepening ? " deepening" : " no-deepening")
+                var kind: TradeoffPoint.Kind = proactive == base.proactive && deepening == base.deepening ? .adaptive : .baseline
                 switch c.preferences.serviceLevel {
                 case let .minTokensPerSecond(x)?: name = String(format: "SLO ≥ %.1f tok/s", x); kind = .serviceLevel
                 case let .maxCostPerMillionTokens(y)?: name = String(format: "SLO ≤ %.4g per Mtok", y); kind = .serviceLevel

@@ -206,6 +206,13 @@ public final class RoutedDrafter: Drafter {
     /// The primary's name: the request is counted, and its policy kept, under the router's pick.
     public var name: String { primary?.name ?? "none" }
     public var costsTimePerStep: Bool { primary?.costsTimePerStep ?? false }
+    /// Only when a switch could not bring in a drafter that would draft every allowed level in
+    /// full at a cost.
+    public var deepens: Bool {
+        guard primary?.deepens == true else { return false }
+        guard let fallback else { return true }
+        return fallback.deepens || !fallback.costsTimePerStep
+    }
     var current: (any Drafter)? { switched ? fallback : primary }
 
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {

@@ -8,6 +8,27 @@ import Testing
 
 @testable import ArborEngine
 
+/// Passes drafts through, telling `record` each tree's depth.
+final class DepthRecorder: Drafter {
+    let inner: any Drafter
+    let record: (Int) -> Void
+    var name: String { inner.name }
+
+    init(_ inner: any Drafter, record: @escaping (Int) -> Void) {
+        self.inner = inner
+        self.record = record
+    }
+
+    func begin(prompt: [Int32], sampling: SamplingParameters) throws { try inner.begin(prompt: prompt, sampling: sampling) }
+    func draft(context: [Int32], budget: DraftBudget) throws -> Draft {
+        let d = try inner.draft(context: context, budget: budget)
+        record(d.tree.maxDepth)
+        return d
+    }
+    func catchUp(context: [Int32]) throws { try inner.catchUp(context: context) }
+    func end(context: [Int32], promptCount: Int) { inner.end(context: context, promptCount: promptCount) }
+}
+
 /// Sampled speculative output must follow the target's distribution. A table model with six
 /// live tokens runs through the real speculative loop (verifier, caches, stop rules); the first
 /// three generated tokens of many seeded runs are compared with the exact distribution of
@@ -156,6 +177,38 @@ struct SpeculativeSamplingTests {
         #expect(fit.passes, "cross-vocabulary \(name): \(fit)")
         // An unrelated draft table gets about 0.08 here; the same function under other ids 0.24–0.30.
         #expect(acceptance > 0.2 && acceptance < 0.95, "acceptance \(acceptance)")
+    }
+
+    /// A draft model's sampled chains that deepen past depth 1 only when the first token's
+    /// calibrated probability clears a bar (`DraftDeepening`): where a chain stops depends on its
+    /// own samples, which must leave each position's p/q test exact.
+    func deepeningChiSquare(sampling: SamplingParameters, broken: Bool) throws -> (GoodnessOfFit, [Int]) {
+        try withModels { target, draftTable, tokenizer in
+            var budget = DraftBudget.chain(3)
+            budget.deepening = DraftDeepening(plannedDepth: 1, minPathProbability: 0.2, calibration: (0..<10).map { (Double($0) + 0.5) / 10 })
+            var depths = [0, 0, 0, 0]
+            let (fit, _) = try chiSquare(target: target, tokenizer: tokenizer, sampling: sampling, budget: budget, broken: broken) { _ in
+                DepthRecorder(try ModelDrafter(model: draftTable, tokenizer: tokenizer, name: "table", targetTokenizer: tokenizer, targetName: "t")) {
+                    depths[min($0, 3)] += 1
+                }
+            }
+            return (fit, depths)
+        }
+    }
+
+    @Test("A draft model's sampled chains that deepen by their own confidence", arguments: [0, 1])
+    func deepenedChainsFollowTarget(setting: Int) throws {
+        let (name, sampling) = Self.settings[setting]
+        let (fit, depths) = try deepeningChiSquare(sampling: sampling, broken: false)
+        #expect(fit.passes, "deepening \(name): \(fit)")
+        // Both outcomes of the bar occurred: chains that stopped at the planned depth, and deeper ones.
+        #expect(depths[1] > 100 && depths[2] > 100, "chains by depth \(depths)")
+    }
+
+    @Test("Deepened chains: the wrong rule fails the same test")
+    func deepenedChainsCatchWrongRule() throws {
+        let (fit, _) = try deepeningChiSquare(sampling: Self.settings[1].1, broken: true)
+        #expect(!fit.passes, "the broken rule went unnoticed: \(fit)")
     }
 
     @Test("Drafting across vocabularies: the wrong rule fails the same test")

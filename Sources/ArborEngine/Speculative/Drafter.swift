@@ -13,11 +13,52 @@ public struct DraftBudget: Sendable, Equatable, Hashable, Codable {
         self.maxWidth = max(1, maxWidth)
     }
 
+    /// Drafting past a planned depth only while the path stays likely (set by the round policy
+    /// for drafters that support it, `Drafter.deepens`); nil: draft to `maxDepth` in full.
+    public var deepening: DraftDeepening?
+
+    /// The depth the policy planned: `maxDepth` unless the draft may deepen past it.
+    public var plannedDepth: Int { deepening.map { min($0.plannedDepth, maxDepth) } ?? maxDepth }
+
     /// A single chain of `depth` tokens.
     public static func chain(_ depth: Int) -> DraftBudget { DraftBudget(maxNodes: depth, maxDepth: depth, maxWidth: 1) }
 
     /// No drafting (plain decoding this round).
     public static let none = DraftBudget(maxNodes: 0, maxDepth: 0, maxWidth: 1)
+}
+
+/// Dynamic draft length: a drafter drafts `plannedDepth` levels in full and then keeps going,
+/// up to the budget's `maxDepth`, only from nodes whose path probability — the product of the
+/// calibrated acceptance probabilities of its confidences and its ancestors' — is at least
+/// `minPathProbability`. The round policy sets the bar where one more drafted level is
+/// predicted to pay under the user's objective (`RoundPolicy.plan`): rounds whose draft is sure
+/// of itself go deeper than the average round, which the planned depth is sized for.
+public struct DraftDeepening: Sendable, Equatable, Hashable, Codable {
+    /// Levels drafted whatever the confidences.
+    public var plannedDepth: Int
+    /// The path probability a node needs for its children to be drafted past `plannedDepth`.
+    public var minPathProbability: Double
+    /// Acceptance probability of a node by decile of the drafter's confidence (the policy's
+    /// calibration; 10 values).
+    public var calibration: [Double]
+
+    public init(plannedDepth: Int, minPathProbability: Double, calibration: [Double]) {
+        self.plannedDepth = plannedDepth
+        self.minPathProbability = minPathProbability
+        self.calibration = calibration
+    }
+
+    /// The calibrated acceptance probability of a node of draft confidence `confidence`.
+    public func probability(_ confidence: Float) -> Double {
+        guard !calibration.isEmpty else { return Double(confidence) }
+        let x = Double(min(max(confidence, 0), 1))
+        return calibration[min(Int(x * Double(calibration.count)), calibration.count - 1)]
+    }
+
+    /// Whether a node at `depth` with path probability `pathProbability` is expanded.
+    public func expands(depth: Int, pathProbability: Double) -> Bool {
+        depth < plannedDepth || pathProbability >= minPathProbability
+    }
 }
 
 /// Proposes token trees that continue a context.
@@ -35,6 +76,9 @@ public protocol Drafter: AnyObject {
     var name: String { get }
     /// Whether drafting costs real time per depth step (a model), so the controller must weigh it.
     var costsTimePerStep: Bool { get }
+    /// Whether it honours `DraftBudget.deepening` (drafts past the planned depth only while the
+    /// path stays likely); a drafter that does not would draft every allowed level in full.
+    var deepens: Bool { get }
     /// A new request begins with `prompt`; `sampling` is the target's sampling configuration
     /// (a model drafter samples its own proposals with it when it is not greedy).
     func begin(prompt: [Int32], sampling: SamplingParameters) throws
@@ -54,6 +98,7 @@ public protocol Drafter: AnyObject {
 
 extension Drafter {
     public var costsTimePerStep: Bool { false }
+    public var deepens: Bool { false }
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {}
     public func end(context: [Int32], promptCount: Int) {}
     public func catchUp(context: [Int32]) throws {}

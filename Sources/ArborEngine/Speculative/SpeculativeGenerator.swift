@@ -73,6 +73,7 @@ public final class SpeculativeGenerator {
         // deterministic drafts (a sampled draft must not be chosen by the target's verdict).
         let pipelined = configuration.proactive && parameters.sampling.isGreedy ? verifier as? PipelinedVerifier : nil
         policy.overlapsDrafting = pipelined != nil && drafter?.costsTimePerStep == true
+        policy.drafterDeepens = drafter?.deepens == true
         // Run-ahead rounds: only where the verifier offers them (a remote target) and sizing is adaptive.
         let runner = verifier as? RunAheadVerifier
         policy.runAheadLimit = configuration.adaptive ? min(configuration.maxRunAhead, runner?.maxRunAhead ?? 0) : 0
@@ -152,7 +153,7 @@ public final class SpeculativeGenerator {
                 try overlapping.send(selection.tree)
                 catchUp()
                 result = try overlapping.receive()
-            } else if let pipelined, let drafter, policy.shouldDraftAhead(selection, nextDepth: plan.budget.maxDepth) {
+            } else if let pipelined, let drafter, policy.shouldDraftAhead(selection, nextDepth: plan.budget.plannedDepth) {
                 try pipelined.send(selection.tree)
                 let path = policy.likelyPath(selection.tree).map { selection.tree.tokens[$0] }
                 var budget = plan.budget
@@ -160,6 +161,7 @@ public final class SpeculativeGenerator {
                 // token, which is this tree's root.
                 budget.maxDepth += 1
                 budget.maxNodes += budget.maxWidth
+                budget.deepening?.plannedDepth += 1
                 let assumed = context + path
                 if let early = try? drafter.measuredDraft(context: assumed, budget: budget, meter: meter) {
                     ahead = AheadDraft(context: assumed, draft: early)

@@ -11,6 +11,8 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     /// the tokens it decoded in them. Each of their target passes also counts as a plain round.
     public var runAheadRounds = 0
     public var runAheadTokens = 0
+    /// Rounds whose draft went past the planned depth (`DraftDeepening`: its path stayed likely).
+    public var deepenedRounds = 0
     /// Drafted nodes sent to the target, over all rounds.
     public var draftedNodes = 0
     /// Drafted nodes the target accepted.
@@ -77,6 +79,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         acceptedNodes += result.acceptedNodes.count
         self.draftMilliseconds += draftMilliseconds
         if !round.draftedAhead { draftSteps += round.draft.cost.steps }
+        if !round.draftedAhead, round.draft.tree.maxDepth > round.plan.budget.plannedDepth { deepenedRounds += 1 }
         verifyMilliseconds += result.targetMilliseconds
         samplingMilliseconds += result.samplingMilliseconds
         if verifyBatchSizes.count <= result.batchSize {
@@ -98,7 +101,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case drafter, rounds, plainRounds = "plain_rounds", runAheadRounds = "run_ahead_rounds", runAheadTokens = "run_ahead_tokens", draftedNodes = "drafted_nodes", acceptedNodes = "accepted_nodes"
+        case drafter, rounds, plainRounds = "plain_rounds", runAheadRounds = "run_ahead_rounds", runAheadTokens = "run_ahead_tokens", deepenedRounds = "deepened_rounds", draftedNodes = "drafted_nodes", acceptedNodes = "accepted_nodes"
         case offeredByDepth = "offered_by_depth", acceptedByDepth = "accepted_by_depth", verifyBatchSizes = "verify_batch_sizes"
         case draftMilliseconds = "draft_ms", verifyMilliseconds = "verify_ms", samplingMilliseconds = "sampling_ms"
         case draftSteps = "draft_steps", draftMillisecondsPerStep = "draft_ms_per_step"
@@ -115,6 +118,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         plainRounds = try c.decode(Int.self, forKey: .plainRounds)
         runAheadRounds = try c.decodeIfPresent(Int.self, forKey: .runAheadRounds) ?? 0
         runAheadTokens = try c.decodeIfPresent(Int.self, forKey: .runAheadTokens) ?? 0
+        deepenedRounds = try c.decodeIfPresent(Int.self, forKey: .deepenedRounds) ?? 0
         draftedNodes = try c.decode(Int.self, forKey: .draftedNodes)
         acceptedNodes = try c.decode(Int.self, forKey: .acceptedNodes)
         offeredByDepth = try c.decode([Int].self, forKey: .offeredByDepth)
@@ -139,6 +143,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         try c.encode(plainRounds, forKey: .plainRounds)
         try c.encode(runAheadRounds, forKey: .runAheadRounds)
         try c.encode(runAheadTokens, forKey: .runAheadTokens)
+        try c.encode(deepenedRounds, forKey: .deepenedRounds)
         try c.encode(draftedNodes, forKey: .draftedNodes)
         try c.encode(acceptedNodes, forKey: .acceptedNodes)
         try c.encode(offeredByDepth, forKey: .offeredByDepth)
@@ -168,6 +173,7 @@ public struct SpeculativeStats: Codable, Sendable, Equatable {
         plainRounds += o.plainRounds
         runAheadRounds += o.runAheadRounds
         runAheadTokens += o.runAheadTokens
+        deepenedRounds += o.deepenedRounds
         draftedNodes += o.draftedNodes
         acceptedNodes += o.acceptedNodes
         func add(_ a: inout [Int], _ b: [Int]) {
@@ -220,8 +226,10 @@ public struct ProactiveStats: Codable, Sendable, Equatable {
 public struct RoundSummary: Codable, Sendable, Equatable {
     /// Rounds kept per request.
     public static let kept = 64
-    /// The planned depth (0: plain) and the nodes sent.
+    /// The planned depth (0: plain), the depth drafted (past the planned one when the draft
+    /// deepened; 0 when nothing was drafted) and the nodes sent.
     public var plannedDepth: Int
+    public var draftedDepth: Int
     public var nodes: Int
     /// Predicted and committed tokens.
     public var predictedTokens: Double
@@ -234,7 +242,8 @@ public struct RoundSummary: Codable, Sendable, Equatable {
     public var runAhead: Int
 
     init(_ r: RoundRecord) {
-        plannedDepth = r.plan.budget.maxDepth
+        plannedDepth = r.plan.budget.plannedDepth
+        draftedDepth = r.draft.tree.maxDepth
         nodes = r.sent.count
         predictedTokens = r.prediction.tokens
         tokens = r.result.committedCount
@@ -245,13 +254,14 @@ public struct RoundSummary: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case plannedDepth = "planned_depth", nodes, predictedTokens = "predicted_tokens", tokens
+        case plannedDepth = "planned_depth", draftedDepth = "drafted_depth", nodes, predictedTokens = "predicted_tokens", tokens
         case predictedMilliseconds = "predicted_ms", milliseconds = "ms", draftedAhead = "drafted_ahead", runAhead = "run_ahead"
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         plannedDepth = try c.decode(Int.self, forKey: .plannedDepth)
+        draftedDepth = try c.decodeIfPresent(Int.self, forKey: .draftedDepth) ?? 0
         nodes = try c.decode(Int.self, forKey: .nodes)
         predictedTokens = try c.decode(Double.self, forKey: .predictedTokens)
         tokens = try c.decode(Int.self, forKey: .tokens)

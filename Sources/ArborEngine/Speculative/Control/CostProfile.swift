@@ -209,6 +209,10 @@ public struct CostProfile: Codable, Sendable, Equatable {
         return (calibrationAccepted[bin] + prior * x) / (calibrationOffered[bin] + prior)
     }
 
+    /// `calibrated` at the middle of each decile of confidence (what a drafter deepening its
+    /// draft multiplies along a path: `DraftDeepening`).
+    public var calibrationTable: [Double] { (0..<10).map { calibrated(Float((Double($0) + 0.5) / 10)) } }
+
     /// Probability that depth d (1-based) is accepted given depth d − 1 was (0.6 before data).
     public func depthAcceptance(_ d: Int) -> Double {
         guard d >= 1, d <= depthAcceptance.count else { return depthAcceptance.last ?? 0.6 }

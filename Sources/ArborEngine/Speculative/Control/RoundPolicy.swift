@@ -48,6 +48,8 @@ public final class RoundPolicy {
     /// Set for a request whose rounds may be drafted ahead (proactive drafting with a pipelined
     /// verifier): planned drafting then costs wall time only in the rounds not drafted ahead.
     public var overlapsDrafting = false
+    /// Set for a request whose drafter honours `DraftBudget.deepening` (set by the generator).
+    public var drafterDeepens = false
     /// Most tokens a run-ahead round may ask for in the current request (the verifier's offer
     /// within `configuration.maxRunAhead`; set by the generator); below 2: no run-ahead.
     public var runAheadLimit = 0
@@ -267,6 +269,7 @@ public final class RoundPolicy {
         let cap = max(0, min(remaining - 1, room, maxTreeNodes))
         b.maxDepth = min(b.maxDepth, cap)
         b.maxNodes = min(b.maxNodes, cap)
+        let depthLimit = b.maxDepth, nodeLimit = b.maxNodes
         requestRemaining = remaining
         let ahead = runAheadCandidates(remaining: remaining, room: room)
         if b.maxDepth == 0 || b.maxNodes == 0 { return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead) }
@@ -332,8 +335,35 @@ public final class RoundPolicy {
         // to draft whose tree is then not worth sending does not count.)
         if best == 0 { return .plain }
         if best >= drafted { return .runAhead(ahead[best - drafted].runAhead) }
-        b.maxDepth = best
-        b.maxNodes = min(b.maxNodes, best * b.maxWidth)
+        // Past the planned depth, while the draft's path stays likely enough (not for a probe:
+        // its size is fixed so that it measures what it was sent to).
+        var deepening: DraftDeepening?
+        if !probe, configuration.deepening, drafterDeepens, depthLimit > best {
+            let base = candidates[best], baseScore = score(base)
+            let (expected, reach) = atDepth[best - 1]
+            // k more levels under a node of path probability q: their nodes' path probabilities
+            // are q·a₁, q·a₁a₂ … (aᵢ the acceptance of depth best + i so far), and each costs a
+            // draft step. The bar is the least q at which some k scores better than stopping.
+            var bar = Double.infinity
+            for k in 1...(depthLimit - best) where min(nodeLimit, (best + k) * b.maxWidth) > base.nodes {
+                var gain = 0.0, chain = 1.0
+                for i in 1...k { chain *= profile.depthAcceptance(best + i); gain += chain }
+                func pays(_ q: Double) -> Bool {
+                    score(draftedRound(best + k, expected: expected + q * gain, reach: reach * q * chain, lag: catchUp)) < baseScore
+                }
+                guard pays(min(bar, 1)) else { continue }
+                var lo = 0.0, hi = min(bar, 1)
+                for _ in 0..<24 {
+                    let mid = (lo + hi) / 2
+                    if pays(mid) { hi = mid } else { lo = mid }
+                }
+                bar = hi
+            }
+            if bar <= 1 { deepening = DraftDeepening(plannedDepth: best, minPathProbability: bar, calibration: profile.calibrationTable) }
+        }
+        b.deepening = deepening
+        b.maxDepth = deepening == nil ? best : depthLimit
+        b.maxNodes = min(nodeLimit, b.maxDepth * b.maxWidth)
         return RoundPlan(budget: b, isProbe: probe)
     }
 

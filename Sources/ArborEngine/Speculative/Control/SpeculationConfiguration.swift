@@ -21,6 +21,9 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
     /// Share of the tokens decoded without drafting (their score under the preferences) that
     /// probes of drafting may lose against the chosen plan (`RoundPolicy`); 1 % by default.
     public var explorationShare = 0.01
+    /// Let a drafted round go past its planned depth while the draft's path stays likely enough
+    /// that one more level pays (`DraftDeepening`; adaptive sizing with a drafter that supports it).
+    public var deepening = true
 
     public init(budget: DraftBudget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: Bool = true,
                 preferences: CostPreferences = CostPreferences(), proactive: Bool = false,
@@ -33,7 +36,7 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
         self.maxRunAhead = maxRunAhead
     }
 
-    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead, minDraftNodes, explorationShare }
+    enum CodingKeys: String, CodingKey { case budget, adaptive, preferences, proactive, wattsPerCore, maxRunAhead, minDraftNodes, explorationShare, deepening }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -43,5 +46,6 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
                   maxRunAhead: try c.decodeIfPresent(Int.self, forKey: .maxRunAhead) ?? 32)
         minDraftNodes = try c.decodeIfPresent(Int.self, forKey: .minDraftNodes) ?? 0
         explorationShare = try c.decodeIfPresent(Double.self, forKey: .explorationShare) ?? 0.01
+        deepening = try c.decodeIfPresent(Bool.self, forKey: .deepening) ?? true
     }
 }

@@ -19,6 +19,7 @@ public final class ModelDrafter: Drafter {
     public let model: any LanguageModel
     public let name: String
     public var costsTimePerStep: Bool { true }
+    public var deepens: Bool { true }
 
     private var cache: (any KVCache)?
     /// The committed tokens held by the cache's first slots.
@@ -52,7 +53,12 @@ public final class ModelDrafter: Drafter {
     }
 
     public func begin(prompt: [Int32], sampling: SamplingParameters) throws {
-        sampler = sampling.isGreedy ? nil : try StandardSampler(parameters: sampling)
+        // The draft's draws come from a stream of their own. Seeded like the target's sampler,
+        // the target's acceptance test would reuse the very uniform that picked each draft token
+        // and accept it more often than p/q says (the χ² test of sampled chains caught this).
+        var own = sampling
+        own.seed = Self.draftSeed(sampling.seed)
+        sampler = sampling.isGreedy ? nil : try StandardSampler(parameters: own)
         // A trimmed draft head (VocabTrim) also scores the prompt's tokens: answers copy them.
         (model as? DecoderModel)?.includeOutputTokens(prompt)
         let c = model.makeCache(capacity: prompt.count + 256)
@@ -104,6 +110,15 @@ public final class ModelDrafter: Drafter {
         lastDepth = 0
     }
 
+    /// A seed for the draft's own random stream, derived from the request's (SplitMix64's
+    /// finaliser of the seed offset by a constant), so runs stay reproducible.
+    static func draftSeed(_ seed: UInt64) -> UInt64 {
+        var z = seed &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
     // MARK: Keeping the cache in step
 
     /// Brings the cache to exactly `context` and returns the draft logits after its last token.
@@ -150,21 +165,29 @@ public final class ModelDrafter: Drafter {
         let base = cache.count  // == context.count
         var tree = TokenTree()
         var pathP: [Float] = []
+        // Path probabilities under the policy's calibration (only when the draft may deepen).
+        var calibratedP: [Double] = []
         var slots: [Int] = []
         func addChildren(of parent: Int, logits: ArraySlice<Float>) {
             let parentP: Float = parent < 0 ? 1 : pathP[parent]
+            let parentC = parent < 0 ? 1 : calibratedP[parent]
             for (token, p) in Self.topK(logits, k: budget.maxWidth, scratch: &scratch) {
                 tree.append(token: token, parent: parent, confidence: p)
                 pathP.append(parentP * p)
+                calibratedP.append(parentC * (budget.deepening?.probability(p) ?? 1))
                 slots.append(-1)
             }
         }
         addChildren(of: -1, logits: rootLogits[...])
         var frontier = Array(tree.tokens.indices)
-        for _ in stride(from: 2, through: budget.maxDepth, by: 1) {
+        for depth in stride(from: 2, through: budget.maxDepth, by: 1) {
             // Expand the most probable nodes of the last depth, at most maxWidth of them.
             frontier.sort { pathP[$0] > pathP[$1] }
             frontier = Array(frontier.prefix(budget.maxWidth))
+            // Past the planned depth, only paths likely enough that one more level pays.
+            if let deepening = budget.deepening {
+                frontier = frontier.filter { deepening.expands(depth: depth - 1, pathProbability: calibratedP[$0]) }
+            }
             // Stop when even the best new node could not make the final cut.
             let cut = Self.kthLargest(pathP, budget.maxNodes)
             frontier = frontier.filter { pathP[$0] * 0.999 >= cut || tree.count < budget.maxNodes }
@@ -207,6 +230,7 @@ public final class ModelDrafter: Drafter {
         var history = context
         var logits = rootLogits
         let depth = min(budget.maxDepth, budget.maxNodes)
+        var calibratedP = 1.0
         for d in 1...depth {
             var q = [Float](repeating: 0, count: logits.count)
             sampler.probabilities(logits: logits, history: history, into: &q)
@@ -215,6 +239,12 @@ public final class ModelDrafter: Drafter {
             slots.append(-1)
             history.append(x)
             if d == depth { break }
+            // Past the planned depth, only while the chain stays likely. The stop depends on the
+            // draft's own samples alone, so each position's p/q test stays exact.
+            if let deepening = budget.deepening {
+                calibratedP *= deepening.probability(q[Int(x)])
+                if !deepening.expands(depth: d, pathProbability: calibratedP) { break }
+            }
             slots[node] = cache.count
             let out = try model.forward(.sequential([x], startingAt: cache.count), cache: cache)
             lastSteps += 1
