@@ -88,7 +88,8 @@ struct GenerateCommand: AsyncParsableCommand {
                     sp.drafter, sp.rounds, sp.plainRounds, sp.draftedNodes, sp.acceptedNodes, sp.acceptanceRate * 100,
                     sp.meanAcceptedLength, sp.meanVerifyBatchSize, sp.draftMilliseconds, sp.verifyMilliseconds,
                     sp.samplingMilliseconds, sp.tokensPerSecond))
-                StandardStreams.error("[acceptance by depth: " + sp.acceptanceByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ") + "]\n")
+                StandardStreams.error("[acceptance by depth: " + sp.acceptanceByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ")
+                    + (sp.deepenedRounds > 0 ? "; \(sp.deepenedRounds) rounds drafted past their planned depth" : "") + "]\n")
                 if let c = sp.cost {
                     StandardStreams.error(Self.costLine(c, proactive: sp.proactive) + "\n")
                     if c.objective != .tps,
