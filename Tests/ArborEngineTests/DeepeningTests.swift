@@ -75,6 +75,22 @@ struct DeepeningTests {
         #expect(!(1...(8 - d)).contains { score(deeper(bar * 0.98, $0)) < score(stop) })
     }
 
+    @Test("A deepened round's draft time is learned per level drafted, not per level allowed")
+    func draftStepPerLevelDrafted() throws {
+        let p = policy(steppedProfile(), cs: 1)
+        let plan = p.plan(remaining: 100, room: 1000)
+        #expect(plan.budget.maxDepth == 8 && plan.budget.deepening != nil)
+        // The draft stopped at depth 3: three forward passes of 19 ms.
+        let tree = TokenTree(chain: [5, 6, 7], confidences: [0.9, 0.9, 0.9])
+        let draft = Draft(tree: tree, cost: DraftCost(milliseconds: 57, steps: 3))
+        let result = VerificationResult(acceptedNodes: [0, 1, 2], nextToken: 8, batchSize: 4, targetMilliseconds: 40.9)
+        for _ in 0..<20 {
+            p.observe(RoundRecord(plan: plan, draft: draft, sent: tree, prediction: p.predict(nodes: 3, accepted: 2), result: result,
+                                  use: ResourceUse(), milliseconds: 57 + 40.9 + 20))
+        }
+        #expect(abs(p.profile.draftStep(width: 1).milliseconds - 19) < 0.01, "\(p.profile.draftStep(width: 1))")
+    }
+
     @Test("The drafter expands past the planned depth only the nodes whose calibrated path clears the bar",
           arguments: TinyModel.Architecture.allCases)
     func drafterHonoursTheBar(arch: TinyModel.Architecture) throws {

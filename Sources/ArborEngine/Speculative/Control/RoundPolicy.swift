@@ -568,7 +568,9 @@ public final class RoundPolicy {
                 profile.draftStepMilliseconds += [Double](repeating: 0, count: extra)
                 profile.draftStepJoules += [Double](repeating: 0, count: extra)
             }
-            let depth = Double(record.plan.budget.maxDepth)
+            // Per forward pass made (one per level drafted): a deepening draft stops where its
+            // path does, short of the budget's depth.
+            let depth = Double(record.draft.cost.steps)
             let share = record.draft.cost.milliseconds > 0
                 ? max(0, record.draft.cost.milliseconds - record.draft.cost.catchUpMilliseconds) / record.draft.cost.milliseconds : 1
             profile.draftStepMilliseconds[w - 1] = ema(profile.draftStepMilliseconds[w - 1], record.draft.cost.milliseconds * share / depth)

@@ -91,7 +91,6 @@ public final class ModelDrafter: Drafter {
         let rootLogits = try catchUp(context: context, cache: cache)
         let catchUpMilliseconds = lagging ? MonotonicClock.millisecondsSince(start) : 0
         lastContextCount = context.count
-        lastDepth = min(budget.maxDepth, budget.maxNodes)
         lastSteps = 1
         let tree: TokenTree
         if let sampler, budget.maxWidth == 1 {
@@ -99,6 +98,8 @@ public final class ModelDrafter: Drafter {
         } else {
             tree = try topKTree(rootLogits: rootLogits, budget: budget, cache: cache, context: context)
         }
+        // The depth drafted, not the budget's: a deepening draft may stop well short of it.
+        lastDepth = tree.maxDepth
         return Draft(tree: tree, cost: DraftCost(catchUpMilliseconds: catchUpMilliseconds, steps: lastSteps))
     }
 
