@@ -22,8 +22,8 @@ struct SpeculationOptions: ParsableArguments {
     var draftVocabulary: Int?
     @Option(name: .customLong("max-run-ahead"), help: "Most tokens a remote target may be asked to decode by itself in one exchange, when drafting does not pay (0: never).")
     var maxRunAhead = 32
-    @Flag(inversion: .prefixedNo, help: "Let a drafted round go past its planned depth while the draft is sure enough of its path that one more level pays (adaptive sizing, draft models).")
-    var deepen = true
+    @Flag(inversion: .prefixedNo, help: "Let a drafted round go past its planned depth while the draft is sure enough of its path that one more level pays (adaptive sizing, draft models; off by default: measured no cheaper on MT-bench).")
+    var deepen = false
 
     /// The drafter named in effect (`--draft` alone means `model`).
     var drafterName: String {

@@ -47,7 +47,7 @@ struct TradeoffCommand: AsyncParsableCommand {
     var warmup = 2
     @Flag(name: .customLong("compare-proactive"), help: "Also run the first cs value with proactive drafting off.")
     var compareProactive = false
-    @Flag(name: .customLong("compare-deepening"), help: "Also run the first and last cs values without deepening drafts past the planned depth.")
+    @Flag(name: .customLong("compare-deepening"), help: "Also run the first and last cs values with deepening drafts past the planned depth toggled (--deepen or not).")
     var compareDeepening = false
     @Option(help: "A label for this environment (e.g. \"80 ms\").")
     var label = ""
@@ -226,8 +226,8 @@ struct TradeoffCommand: AsyncParsableCommand {
             var runs = csNames.map { (text: $0, proactive: base.proactive, deepening: base.deepening) }
             if compareProactive, let first = csNames.first { runs.insert((first, false, base.deepening), at: 1) }
             if compareDeepening, let first = csNames.first, let last = csNames.last {
-                runs.insert((first, base.proactive, false), at: 1)
-                if last != first { runs.append((last, base.proactive, false)) }
+                runs.insert((first, base.proactive, !base.deepening), at: 1)
+                if last != first { runs.append((last, base.proactive, !base.deepening)) }
             }
             for (text, proactive, deepening) in runs {
                 let cs = try CostSensitivity(parsing: text)
@@ -241,8 +241,12 @@ struct TradeoffCommand: AsyncParsableCommand {
                     + (deepening == base.deepening ? "" : deepening ? " deepening" : " no-deepening")
                 var kind: TradeoffPoint.Kind = proactive == base.proactive && deepening == base.deepening ? .adaptive : .baseline
                 switch c.preferences.serviceLevel {
-                case let .minTokensPerSecond(x)?: name = String(format: "SLO ≥ %.1f tok/s", x); kind = .serviceLevel
-                case let .maxCostPerMillionTokens(y)?: name = String(format: "SLO ≤ %.4g per Mtok", y); kind = .serviceLevel
+                case let .minTokensPerSecond(x)?:
+                    name = String(format: "SLO ≥ %.1f tok/s", x) + name.dropFirst("cs=\(text)".count)
+                    if kind == .adaptive { kind = .serviceLevel }
+                case let .maxCostPerMillionTokens(y)?:
+                    name = String(format: "SLO ≤ %.4g per Mtok", y) + name.dropFirst("cs=\(text)".count)
+                    if kind == .adaptive { kind = .serviceLevel }
                 case nil: break
                 }
                 try measure(name, kind: kind, cs: cs.value) { p in

@@ -140,8 +140,9 @@ struct DeepeningTests {
                     let plain = try TextGenerator(model: t.model, tokenizer: t.tokenizer).generate(promptTokens: prompt, parameters: p)
                     let drafter = try ModelDrafter(model: draftBundle.model, tokenizer: draftBundle.tokenizer, name: label,
                                                    targetTokenizer: t.tokenizer, targetName: "t")
-                    let config = SpeculationConfiguration(budget: DraftBudget(maxNodes: 8, maxDepth: 8, maxWidth: 1),
+                    var config = SpeculationConfiguration(budget: DraftBudget(maxNodes: 8, maxDepth: 8, maxWidth: 1),
                                                           preferences: CostPreferences(objective: .totalCost, cs: CostSensitivity(1)))
+                    config.deepening = true
                     let g = SpeculativeGenerator(verifier: LocalVerifier(model: t.model), drafter: drafter, tokenizer: t.tokenizer,
                                                  configuration: config, profile: profile)
                     let r = try g.generate(promptTokens: prompt, parameters: p)

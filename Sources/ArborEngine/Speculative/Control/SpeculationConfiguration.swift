@@ -23,7 +23,9 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
     public var explorationShare = 0.01
     /// Let a drafted round go past its planned depth while the draft's path stays likely enough
     /// that one more level pays (`DraftDeepening`; adaptive sizing with a drafter that supports it).
-    public var deepening = true
+    /// Off by default: on MT-bench behind 20 and 80 ms it saved no measurable cost at cs = 1 and
+    /// cost 12 % of the speed there (docs/tradeoff/2026-12-07-mtbench-deepening).
+    public var deepening = false
 
     public init(budget: DraftBudget = DraftBudget(maxNodes: 16, maxDepth: 8, maxWidth: 4), adaptive: Bool = true,
                 preferences: CostPreferences = CostPreferences(), proactive: Bool = false,
@@ -46,6 +48,6 @@ public struct SpeculationConfiguration: Sendable, Equatable, Codable {
                   maxRunAhead: try c.decodeIfPresent(Int.self, forKey: .maxRunAhead) ?? 32)
         minDraftNodes = try c.decodeIfPresent(Int.self, forKey: .minDraftNodes) ?? 0
         explorationShare = try c.decodeIfPresent(Double.self, forKey: .explorationShare) ?? 0.01
-        deepening = try c.decodeIfPresent(Bool.self, forKey: .deepening) ?? true
+        deepening = try c.decodeIfPresent(Bool.self, forKey: .deepening) ?? false
     }
 }
