@@ -120,13 +120,7 @@ struct DeepeningTests {
 
     @Test("Deepened drafts reproduce plain greedy exactly, and do deepen", arguments: TinyModel.Architecture.allCases)
     func lossless(arch: TinyModel.Architecture) throws {
-        try TemporaryDirectory.with { dir in
-            var target = TinyModel(arch)
-            target.contextLength = 512
-            var other = target
-            other.seed = 11
-            let t = try ModelBundle.load(path: try target.write(to: dir), threads: 1)
-            let d = try ModelBundle.load(path: try other.write(to: dir), threads: 1)
+        try withTargetAndDraft(arch, contextLength: 512) { t, d in
             // Drafts believed sure (calibrated 0.9 whatever their confidence) on a stepped target:
             // rounds are planned short and deepen.
             var profile = steppedProfile(acceptance: 0.6)

@@ -243,13 +243,7 @@ struct ProactiveDraftingTests {
     @Test("Drafting ahead reproduces plain greedy exactly and is used when the path holds",
           arguments: TinyModel.Architecture.allCases)
     func lossless(arch: TinyModel.Architecture) throws {
-        try TemporaryDirectory.with { dir in
-            var target = TinyModel(arch)
-            target.contextLength = 512
-            var other = target
-            other.seed = 11
-            let t = try ModelBundle.load(path: try target.write(to: dir), threads: 1)
-            let d = try ModelBundle.load(path: try other.write(to: dir), threads: 1)
+        try withTargetAndDraft(arch, contextLength: 512) { t, d in
             for (label, draftBundle) in [("same model", t), ("other model", d)] {
                 for text in ["the cat in the hat", "in a hole in the ground", "a"] {
                     let prompt = t.promptTokens(text)

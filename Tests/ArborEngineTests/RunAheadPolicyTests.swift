@@ -225,13 +225,7 @@ struct RunAheadPolicyTests {
     @Test("Generation with run-ahead rounds, probes and catching up in the shadow equals plain greedy",
           arguments: TinyModel.Architecture.allCases)
     func lossless(arch: TinyModel.Architecture) throws {
-        try TemporaryDirectory.with { dir in
-            var target = TinyModel(arch)
-            target.contextLength = 1024
-            var other = target
-            other.seed = 11
-            let t = try ModelBundle.load(path: try target.write(to: dir), threads: 1)
-            let d = try ModelBundle.load(path: try other.write(to: dir), threads: 1)
+        try withTargetAndDraft(arch, contextLength: 1024) { t, d in
             for text in ["the cat in the hat", "a"] {
                 let prompt = t.promptTokens(text)
                 let p = GenerationParameters(maxTokens: 300, stopAtEndOfText: false)

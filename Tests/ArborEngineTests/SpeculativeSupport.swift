@@ -5,6 +5,20 @@ import ArborTokenizers
 
 /// A drafter for tests: each round it proposes a random tree (seeded) mixing tokens the caller's
 /// `oracle` expects (so that some nodes are accepted) with random tokens (so that many are not).
+/// A tiny target of `arch` and a draft model of the same shape and vocabulary with other
+/// weights (seed 11), loaded from GGUF files written for the duration of `body`.
+func withTargetAndDraft(_ arch: TinyModel.Architecture, contextLength: Int,
+                        _ body: (_ target: ModelBundle, _ draft: ModelBundle) throws -> Void) throws {
+    try TemporaryDirectory.with { dir in
+        var target = TinyModel(arch)
+        target.contextLength = contextLength
+        var other = target
+        other.seed = 11
+        try body(try ModelBundle.load(path: try target.write(to: dir), threads: 1),
+                 try ModelBundle.load(path: try other.write(to: dir), threads: 1))
+    }
+}
+
 final class RandomTreeDrafter: Drafter {
     var rng: SplitMix64
     let vocabulary: Int
