@@ -210,6 +210,41 @@ struct RunAheadPolicyTests {
         #expect(rounds <= 3, "still planning drafts after \(rounds) declined ones: \(p.profile.depthAcceptance)")
     }
 
+    @Test("At cs = 1 a few declined drafts in a row do not talk the policy out of drafting; where running ahead is cheaper, it ends where the next probe is due")
+    func hardStretch() {
+        // A mature profile (50 outcomes per depth) at 80 ms; a run-ahead token costs a plain pass.
+        var profile = remoteProfile(overhead: 80, acceptance: 0.7)
+        profile.depthObservations = [Int](repeating: 50, count: 8)
+        profile.runAheadMillisecondsPerToken = 20
+        let p = policy(profile, cs: 1)
+        #expect(p.plan(remaining: 1000, room: 10_000).budget.maxDepth > 0)
+        // Four drafts the drafter is nearly sure are wrong (confidence 0.01), none sent. Weighed
+        // as half the estimate each, they took acceptance from 0.7 to 0.05 and the policy ran
+        // ahead; weighed as one outcome each, it is 0.29 and a chain still pays.
+        for _ in 0..<4 {
+            let tree = TokenTree(chain: [1, 1, 1], confidences: [0.01, 0.01, 0.01])
+            let result = VerificationResult(acceptedNodes: [], nextToken: 1, batchSize: 1, targetMilliseconds: 20, roundMilliseconds: 100)
+            p.observe(RoundRecord(plan: RoundPlan(budget: .chain(3)), draft: Draft(tree: tree, cost: DraftCost(milliseconds: 24, steps: 3)),
+                                  sent: TokenTree(), prediction: p.predict(nodes: 0, accepted: 0), result: result, use: ResourceUse(), milliseconds: 0))
+        }
+        let after = p.plan(remaining: 1000, room: 10_000)
+        #expect(after.runAhead == 0 && after.budget.maxDepth > 0, "\(after), acceptance \(p.profile.depthAcceptance)")
+
+        // Drafting truly poor: running ahead is cheaper (bytes) and faster than plain rounds,
+        // but a round asks only for the tokens until the next probe, not for all it may.
+        var hard = profile
+        hard.depthAcceptance = [Double](repeating: 0.02, count: 8)
+        let q = policy(hard, cs: 1)
+        let first = q.plan(remaining: 1000, room: 10_000)
+        #expect((2..<32).contains(first.runAhead), "\(first)")
+        var result = VerificationResult(acceptedNodes: [], nextToken: 1, batchSize: 1, targetMilliseconds: 20, roundMilliseconds: 100)
+        result.decodedTokens = [Int32](repeating: 1, count: first.runAhead - 1)
+        result.cost.targetMilliseconds = 20 * Double(first.runAhead)
+        q.observe(RoundRecord(plan: first, draft: Draft(), sent: TokenTree(), prediction: q.predictRunAhead(first.runAhead), result: result,
+                              use: ResourceUse(), milliseconds: 0))
+        #expect(q.plan(remaining: 1000, room: 10_000, drafterLag: first.runAhead).isProbe)
+    }
+
     @Test("Drafting after run-ahead rounds pays for reading what they committed")
     func catchUpIsPriced() {
         var profile = remoteProfile(overhead: 20, acceptance: 0.95)

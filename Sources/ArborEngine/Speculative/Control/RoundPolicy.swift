@@ -17,7 +17,8 @@
 /// round trip, it is the fast and cheap plan.
 ///
 /// **The choice.** Among the candidate plans (no drafting, every tree size the draft allows, and
-/// run-ahead rounds of 2, 4, 8 … tokens up to the limit),
+/// run-ahead rounds of 2, 4, 8 … tokens up to the limit; a model drafter's run-ahead round is
+/// then cut to end where the next probe of drafting is due),
 /// the policy picks, with references taken from the plain round under the same profile:
 /// - by default the one minimising `cs · (cost per token ÷ plain's) + (1 − cs) · (plain's
 ///   tokens/s ÷ tokens/s)` — cs = 0 is the fastest plan, cs = 1 the cheapest per token;
@@ -334,7 +335,8 @@ public final class RoundPolicy {
         // (The wait goes back to 16 when a drafted tree is sent by choice: see `observe`. A plan
         // to draft whose tree is then not worth sending does not count.)
         if best == 0 { return .plain }
-        if best >= drafted { return .runAhead(ahead[best - drafted].runAhead) }
+        if best >= drafted { return .runAhead(untilProbe(ahead[best - drafted].runAhead)) }
+        _ = untilProbe(runAheadCap)  // A draft found not worth sending may run ahead only as far.
         // Past the planned depth, while the draft's path stays likely enough (not for a probe:
         // its size is fixed so that it measures what it was sent to).
         var deepening: DraftDeepening?
@@ -381,6 +383,19 @@ public final class RoundPolicy {
     private func runAheadCandidates(remaining: Int, room: Int) -> [RoundPrediction] {
         runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
         return runAheadPredictions(cap: runAheadCap)
+    }
+
+    /// A run-ahead of `k` tokens cut to end where the next probe of drafting is due (at least 2),
+    /// and `select`'s cap with it.
+    ///
+    /// Running ahead is chosen on this moment's estimate of drafting; one exchange for the rest
+    /// of a request would let a short hard stretch decide all of it (measured at cs = 1 on
+    /// MT-bench at 80 ms: 11 run-ahead rounds took 223 of 887 tokens, at twice a drafted
+    /// token's cost). Where drafting is far behind, the probe wait is long and this does not bind.
+    private func untilProbe(_ k: Int) -> Int {
+        guard drafterCostsTime, configuration.adaptive else { return k }
+        runAheadCap = min(runAheadCap, max(2, probeThreshold - tokensWithoutDraft))
+        return min(k, runAheadCap)
     }
 
     /// Whether the round after one that sends no draft and commits `tokens` will probe drafting
@@ -524,7 +539,10 @@ public final class RoundPolicy {
         selectionIsProbe = false
         // A model draft judged not worth sending is evidence too: the calibrated confidences of
         // its most likely path say how deep drafting is accepted now (without this, acceptance
-        // learned on easier text would keep planning drafts that are then thrown away).
+        // learned on easier text would keep planning drafts that are then thrown away). It counts
+        // as much as a sent round's outcome, no more: the drafts declined are the least likely
+        // ones, so weighing them more (it was half) dragged the estimate to their level after a
+        // few in a row — at cs = 1 near zero, and the rest of the request ran ahead.
         if drafterCostsTime, tree.isEmpty, !record.draft.tree.isEmpty {
             let drafted = record.draft.tree
             let path = likelyPath(drafted)
@@ -532,7 +550,8 @@ public final class RoundPolicy {
                 profile.depthAcceptance += [Double](repeating: 0.6, count: path.count - profile.depthAcceptance.count)
             }
             for (d, node) in path.enumerated() {
-                profile.depthAcceptance[d] = 0.5 * profile.depthAcceptance[d] + 0.5 * profile.calibrated(drafted.confidences[node])
+                let w = d < profile.depthObservations.count ? max(s, 1 / Double(profile.depthObservations[d] + 3)) : 1.0 / 3
+                profile.depthAcceptance[d] = (1 - w) * profile.depthAcceptance[d] + w * profile.calibrated(drafted.confidences[node])
             }
         }
         // Compute per batch size and the per-round overhead are learned apart, so that
