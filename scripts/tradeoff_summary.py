@@ -60,7 +60,7 @@ def checks(out):
                 e["proactive_on_objective"] = r["objective"]
             elif p["name"].endswith("deepening"):
                 # An ablation of the policy, not a static baseline.
-                e.setdefault("deepening_off", []).append((r["objective"], p))
+                e.setdefault("deepening_ablations", []).append((r["objective"], p))
             else:
                 e["static"].append(p)
     for f in sorted(glob.glob(os.path.join(out, "*-server", "tradeoff.json"))):
@@ -123,10 +123,10 @@ def checks(out):
             ahead = sp.get("proactive") or {}
             pro = f"{tokens_per_second(on) / tokens_per_second(off):.2f}× ({ahead.get('hits', 0)}/{ahead.get('started', 0)} used)"
         deep = []
-        for objective, ablation in e.get("deepening_off", []):
+        for objective, ablation in e.get("deepening_ablations", []):
             policy = next((c for c in e["curve"].get(objective, []) if c["cs"] == ablation["cs"]), None)
             # Ratios of the run with deepening to the run without, whichever was the default.
-            on, off = (ablation, policy) if ablation["name"].endswith(" deepening") and not ablation["name"].endswith("no-deepening") else (policy, ablation)
+            on, off = (ablation, policy) if ablation["name"].endswith(" deepening") else (policy, ablation)
             if policy:
                 deep.append(f"cs={off['cs']:g} {objective}: {cost_per_mtok(on, objective, rates) / cost_per_mtok(off, objective, rates):.2f}, "
                             f"{tokens_per_second(on) / tokens_per_second(off):.2f}")

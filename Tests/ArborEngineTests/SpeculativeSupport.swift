@@ -3,8 +3,6 @@ import ArborModels
 import ArborTestSupport
 import ArborTokenizers
 
-/// A drafter for tests: each round it proposes a random tree (seeded) mixing tokens the caller's
-/// `oracle` expects (so that some nodes are accepted) with random tokens (so that many are not).
 /// A tiny target of `arch` and a draft model of the same shape and vocabulary with other
 /// weights (seed 11), loaded from GGUF files written for the duration of `body`.
 func withTargetAndDraft(_ arch: TinyModel.Architecture, contextLength: Int,
@@ -19,6 +17,8 @@ func withTargetAndDraft(_ arch: TinyModel.Architecture, contextLength: Int,
     }
 }
 
+/// A drafter for tests: each round it proposes a random tree (seeded) mixing tokens the caller's
+/// `oracle` expects (so that some nodes are accepted) with random tokens (so that many are not).
 final class RandomTreeDrafter: Drafter {
     var rng: SplitMix64
     let vocabulary: Int

@@ -339,8 +339,14 @@ public final class RoundPolicy {
         // (The wait goes back to 16 when a drafted tree is sent by choice: see `observe`. A plan
         // to draft whose tree is then not worth sending does not count.)
         if best == 0 { return .plain }
-        if best >= drafted { return .runAhead(untilProbe(ahead[best - drafted].runAhead)) }
-        _ = untilProbe(runAheadCap)  // A draft found not worth sending may run ahead only as far.
+        // A run-ahead, planned here or chosen by `select` for a draft not worth sending, ends where
+        // the next probe of drafting is due (at least 2 tokens). Running ahead is chosen on this
+        // moment's estimate of drafting; one exchange for the rest of a request would let a short
+        // hard stretch decide all of it (measured at cs = 1 on MT-bench at 80 ms: 11 run-ahead
+        // rounds took 223 of 887 tokens, at twice a drafted token's cost). Where drafting is far
+        // behind, the probe wait is long and this does not bind.
+        runAheadCap = min(runAheadCap, max(2, probeThreshold - tokensWithoutDraft))
+        if best >= drafted { return .runAhead(min(ahead[best - drafted].runAhead, runAheadCap)) }
         if !probe { plannedDraftScore = score(candidates[best]) }
         // Past the planned depth, while the draft's path stays likely enough (not for a probe:
         // its size is fixed so that it measures what it was sent to).
@@ -388,19 +394,6 @@ public final class RoundPolicy {
     private func runAheadCandidates(remaining: Int, room: Int) -> [RoundPrediction] {
         runAheadCap = max(0, min(runAheadLimit, remaining, room + 1))
         return runAheadPredictions(cap: runAheadCap)
-    }
-
-    /// A run-ahead of `k` tokens cut to end where the next probe of drafting is due (at least 2),
-    /// and `select`'s cap with it.
-    ///
-    /// Running ahead is chosen on this moment's estimate of drafting; one exchange for the rest
-    /// of a request would let a short hard stretch decide all of it (measured at cs = 1 on
-    /// MT-bench at 80 ms: 11 run-ahead rounds took 223 of 887 tokens, at twice a drafted
-    /// token's cost). Where drafting is far behind, the probe wait is long and this does not bind.
-    private func untilProbe(_ k: Int) -> Int {
-        guard drafterCostsTime, configuration.adaptive else { return k }
-        runAheadCap = min(runAheadCap, max(2, probeThreshold - tokensWithoutDraft))
-        return min(k, runAheadCap)
     }
 
     /// Whether the round after one that sends no draft and commits `tokens` will probe drafting
@@ -556,8 +549,8 @@ public final class RoundPolicy {
         // weighed as one outcome (0.2) instead, acceptance stayed higher and at cs = 1 on MT-bench
         // at 80 ms the plans drafted deeper than the target's staircase pays for (one run: 6 %
         // dearer than a fixed chain of 4; halfway ran 4 % cheaper in another). A few unlikely
-        // drafts in a row can take it near zero; what that may cost is bounded in `untilProbe`
-        // and `select`.
+        // drafts in a row can take it near zero; what that may cost is bounded in `plan` (a
+        // run-ahead ends at the next probe) and `select`.
         if drafterCostsTime, tree.isEmpty, !record.draft.tree.isEmpty {
             let drafted = record.draft.tree
             let path = likelyPath(drafted)
