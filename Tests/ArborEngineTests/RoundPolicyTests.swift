@@ -7,7 +7,8 @@ import Testing
 @testable import ArborEngine
 
 /// A profile like a remote 1.5B target behind `overhead` ms of network: the target costs
-/// 20 ms for one token and 2 ms per extra token, drafting 8 ms per step, acceptance 0.8 per depth.
+/// 20 ms for one token and 2 ms per extra token, drafting 8 ms per step, acceptance 0.8 per depth
+/// (50 outcomes each: a mature profile).
 func remoteProfile(overhead: Double, acceptance: Double = 0.8) -> CostProfile {
     var p = CostProfile()
     for b in 1...40 { p.targetMilliseconds[b] = 20 + 2 * Double(b - 1) }
@@ -19,6 +20,7 @@ func remoteProfile(overhead: Double, acceptance: Double = 0.8) -> CostProfile {
     p.draftStepMilliseconds = [8]
     p.draftStepJoules = [0.048]
     p.depthAcceptance = [Double](repeating: acceptance, count: 8)
+    p.depthObservations = [Int](repeating: 50, count: 8)
     p.targetJoulesPerMillisecond = 0.006
     return p
 }

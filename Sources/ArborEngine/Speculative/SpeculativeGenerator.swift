@@ -137,9 +137,10 @@ public final class SpeculativeGenerator {
             //    Or, with nothing worth sending, let the target decode several tokens by itself.
             let result: VerificationResult
             var aheadJoules = 0.0
-            // A round that sends no draft, before a probe: a model drafter reads the committed
-            // tokens while the target works, so that the probe does not begin with a long catch-up.
-            let shadowed = selection.tree.isEmpty && policy.probeIsDue(after: max(1, selection.prediction.runAhead)) ? drafter : nil
+            // A round that sends no draft, before a probe or a return to drafting: a model drafter
+            // reads the committed tokens while the target works, so that the next draft does not
+            // begin with a long catch-up.
+            let shadowed = selection.tree.isEmpty && policy.catchUpIsDue(after: max(1, selection.prediction.runAhead)) ? drafter : nil
             var caughtUp = false
             func catchUp() {
                 if let c = try? shadowed?.measuredCatchUp(context: context, meter: meter) {

@@ -213,6 +213,15 @@ public struct CostProfile: Codable, Sendable, Equatable {
     /// draft multiplies along a path: `DraftDeepening`).
     public var calibrationTable: [Double] { (0..<10).map { calibrated(Float((Double($0) + 0.5) / 10)) } }
 
+    /// `depthAcceptance(d)` with two more accepted outcomes counted among the depth's
+    /// observations: 1 for a depth never offered, near the estimate once many were. What a probe
+    /// is priced by (optimism where little is known), never what a plan is chosen by.
+    public func optimisticDepthAcceptance(_ d: Int) -> Double {
+        let a = depthAcceptance(d)
+        let n = d >= 1 && d <= depthObservations.count ? depthObservations[d - 1] : 0
+        return a + 2 * (1 - a) / Double(n + 2)
+    }
+
     /// Probability that depth d (1-based) is accepted given depth d − 1 was (0.6 before data).
     public func depthAcceptance(_ d: Int) -> Double {
         guard d >= 1, d <= depthAcceptance.count else { return depthAcceptance.last ?? 0.6 }

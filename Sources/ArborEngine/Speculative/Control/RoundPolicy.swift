@@ -59,6 +59,10 @@ public final class RoundPolicy {
     /// The score per token of the drafted round the last `plan` chose (not a probe): what a
     /// run-ahead in place of its draft must beat (`select`).
     private var plannedDraftScore: Double?
+    /// Whether the last `plan` held drafting back only for the time a model drafter would spend
+    /// reading the tokens it lags behind: it reads them in this round's shadow instead
+    /// (`catchUpIsDue`), and the next round drafts.
+    private var resumesDrafting = false
 
     /// Tokens committed since the last round that sent a draft, and how many to wait before
     /// re-probing when drafting looks unprofitable. Counted in tokens, not rounds, so that a
@@ -233,11 +237,17 @@ public final class RoundPolicy {
     /// Tokens to decode by `best` before a probe predicted as `probe` costs no more than
     /// `configuration.explorationShare` of them: what the probe loses against `best` over its
     /// tokens, divided by the share each token of `best` may spend.
-    func explorationWait(probe: RoundPrediction, best: RoundPrediction, score: (RoundPrediction) -> Double) -> Int {
+    /// `readingPerToken`: what each token waited adds to the probe, in the same units — a model
+    /// drafter reads every token committed without it before it drafts. Read in the shadow of a
+    /// round that costs no time, but the energy is spent however long the wait: where it alone
+    /// exceeds the share, no wait is long enough, and the probe waits the longest interval (a
+    /// request's end resets what the drafter lags behind).
+    func explorationWait(probe: RoundPrediction, best: RoundPrediction, score: (RoundPrediction) -> Double, readingPerToken: Double = 0) -> Int {
         let perToken = score(best), loss = probe.tokens * (score(probe) - perToken)
         guard loss > 0, perToken > 0, perToken.isFinite else { return 0 }
-        let share = max(configuration.explorationShare, 1e-6)
-        return Int(min(loss / (share * perToken), Double(Self.maxProbeInterval)).rounded(.up))
+        let allowance = max(configuration.explorationShare, 1e-6) * perToken - max(readingPerToken, 0)
+        guard allowance > 0 else { return Self.maxProbeInterval }
+        return Int(min(loss / allowance, Double(Self.maxProbeInterval)).rounded(.up))
     }
 
     /// Predictions for the plain round and chains of every depth the budget allows (from
@@ -276,6 +286,7 @@ public final class RoundPolicy {
         let depthLimit = b.maxDepth, nodeLimit = b.maxNodes
         requestRemaining = remaining
         plannedDraftScore = nil
+        resumesDrafting = false
         let ahead = runAheadCandidates(remaining: remaining, room: room)
         if b.maxDepth == 0 || b.maxNodes == 0 { return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead) }
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
@@ -284,10 +295,16 @@ public final class RoundPolicy {
         // Drafting after undrafted rounds starts by reading what they committed: on the clock.
         let catchUp = profile.catchUp(tokens: drafterLag, width: b.maxWidth)
         // A drafted round of depth d expected to commit `1 + expected` tokens, the whole chain
-        // with probability `reach`, after the drafter read what it lags behind.
+        // with probability `reach`, after the drafter read what it lags behind. The reading is on
+        // this round's clock, but its energy buys drafting for the rest of the request (read
+        // once, the drafter keeps up while it drafts): the round bears its share, by tokens.
+        // Charged whole to one round, after a run-ahead of 20 tokens it outweighed what a
+        // drafted round saves, and at cs = 1 under energy a run of plain rounds followed until
+        // the next probe (HumanEval at 20 ms: 129 plain rounds where drafting was accepted 98 %).
         let score = scorer()
         func draftedRound(_ d: Int, expected: Double, reach: Double, lag: (milliseconds: Double, joules: Double)) -> RoundPrediction {
             let nodes = min(b.maxNodes, d * b.maxWidth)
+            let lag = (milliseconds: lag.milliseconds, joules: lag.joules * min(1, (1 + expected) / Double(max(remaining, 1))))
             let alone = predict(nodes: nodes, accepted: expected, draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds,
                                 draftJoules: lag.joules + Double(d) * step.joules)
             guard overlapsDrafting else { return alone }
@@ -319,17 +336,46 @@ public final class RoundPolicy {
         let drafted = candidates.count
         var best = choose(candidates + ahead)
         var probe = false
-        // Probe a few levels deep: a depth-1 probe could never show that deeper drafts pay.
-        let probeDepth = min(3, b.maxDepth)
         // Re-probe now and then so a pessimistic estimate can correct itself (bounded cost).
         if best == 0 || best >= drafted {
-            let chosen = best == 0 ? plainPrediction : ahead[best - drafted]
-            // What a probe after the chosen plan's round will cost: the drafter reads the earlier
-            // rounds' tokens in the shadow of that round (`probeIsDue`), not that round's own.
+            let chosen = best == 0 ? plainPrediction : ahead[best - drafted], chosenScore = score(chosen)
+            // Held back only by the time reading the lag would take: read it while this round's
+            // target works (`catchUpIsDue`), so that the next round drafts.
+            if drafterLag > 0 {
+                let inShadow = (milliseconds: 0.0, joules: catchUp.joules)
+                resumesDrafting = atDepth.indices.contains { i in
+                    score(draftedRound(i + 1, expected: atDepth[i].expected, reach: atDepth[i].reach, lag: inShadow)) < chosenScore
+                }
+            }
+            // A probe is sized and priced by what it may show: each depth's acceptance with one
+            // more success counted (a depth never offered looks certain), the depth that estimate
+            // would draft, at least 3 (a depth-1 probe could never show that deeper drafts pay).
+            // Sized and priced by the mean estimate, a profile that had never drafted at this
+            // delay (its warm-up only ran ahead) kept drafting away for 620 of 960 HumanEval
+            // tokens at cs = 0, accepted 98 % once tried. It costs what the chosen plan's round
+            // leaves: the drafter reads the earlier rounds' tokens in that round's shadow
+            // (`catchUpIsDue`), not that round's own.
             let lag = profile.catchUp(tokens: min(drafterLag, max(1, chosen.runAhead)), width: b.maxWidth)
-            let a = atDepth[probeDepth - 1]
-            probeWait = explorationWait(probe: draftedRound(probeDepth, expected: a.expected, reach: a.reach, lag: lag), best: chosen, score: score)
-            if tokensWithoutDraft >= probeThreshold {
+            var hope = (expected: 0.0, reach: 1.0)
+            var hopes: [(expected: Double, reach: Double)] = []
+            var probes: [RoundPrediction] = []
+            for d in 1...b.maxDepth {
+                hope.reach *= profile.optimisticDepthAcceptance(d)
+                hope.expected += hope.reach
+                hopes.append(hope)
+                probes.append(draftedRound(d, expected: hope.expected, reach: hope.reach, lag: lag))
+            }
+            let likeliest = probes.indices.min { score(probes[$0]) < score(probes[$1]) } ?? 0
+            let probeDepth = max(likeliest + 1, min(3, b.maxDepth))
+            let reading = predict(nodes: 0, accepted: 0, draftJoules: profile.catchUp(tokens: 1, width: b.maxWidth).joules)
+            probeWait = explorationWait(probe: probes[probeDepth - 1], best: chosen, score: score,
+                                        readingPerToken: score(reading) - score(plainPrediction))
+            // A probe that may well beat the chosen plan goes now (reading all the drafter lags
+            // behind on the clock): the wait is for probes that lose even if drafting does as
+            // well as it may.
+            let hopeNow = hopes[probeDepth - 1]
+            if tokensWithoutDraft >= probeThreshold
+                || score(draftedRound(probeDepth, expected: hopeNow.expected, reach: hopeNow.reach, lag: catchUp)) < chosenScore {
                 tokensWithoutDraft = 0
                 probeInterval = min(probeThreshold * 2, Self.maxProbeInterval)
                 best = probeDepth
@@ -384,6 +430,7 @@ public final class RoundPolicy {
     /// verifier offers them and they pay.
     public func planWithoutDrafting(remaining: Int, room: Int) -> RoundPlan {
         requestRemaining = remaining
+        resumesDrafting = false
         let ahead = runAheadCandidates(remaining: remaining, room: room)
         return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead)
     }
@@ -396,11 +443,12 @@ public final class RoundPolicy {
         return runAheadPredictions(cap: runAheadCap)
     }
 
-    /// Whether the round after one that sends no draft and commits `tokens` will probe drafting
-    /// again (so a model drafter should catch up with the committed tokens while this round's
-    /// target works, not at the probe).
-    public func probeIsDue(after tokens: Int) -> Bool {
-        drafterCostsTime && configuration.adaptive && tokensWithoutDraft + tokens >= probeThreshold
+    /// Whether a model drafter should read the committed tokens while the target works on this
+    /// round, which sends no draft and commits `tokens`: the next round will probe drafting, or
+    /// the last plan held drafting back only for the time the reading takes. Either way the
+    /// reading is then off the clock.
+    public func catchUpIsDue(after tokens: Int) -> Bool {
+        drafterCostsTime && configuration.adaptive && (resumesDrafting || tokensWithoutDraft + tokens >= probeThreshold)
     }
 
     /// Candidate `best` of `[plain] + ahead` as a plan.
