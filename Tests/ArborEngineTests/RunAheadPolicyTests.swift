@@ -140,8 +140,8 @@ struct RunAheadPolicyTests {
         // is chosen after a few probes, within the first 100 tokens.
         let good = simulate(acceptance: 1, tokens: 3000)
         #expect(good.firstChosen.map { $0 < 100 } == true && good.probes.first == 0, "\(good)")
-        // Never accepted: a few probes at once (a depth seen once or twice may still be good),
-        // then probes that lose even at their most hopeful: reading the last run-ahead round's
+        // Never accepted: a probe at once (nothing known), then probes that lose even at their
+        // most hopeful (after 387, 1,158, 2,699 … tokens in this run): reading the last run-ahead round's
         // 32 tokens (2 ms each unmeasured, a quarter of a step), 3 draft steps of 8 ms, a round
         // trip; about 2.5 tokens for some 134 ms, where running ahead gives them for 50.
         let hopeless = simulate(acceptance: 0, tokens: 6000)

@@ -36,7 +36,9 @@
 /// estimate) now and then lets a pessimistic estimate correct itself: after 16 tokens at first,
 /// the wait doubling after each probe that does worse than predicted, and never before the
 /// probe's predicted loss against the chosen plan is within `explorationShare` (1 %) of the
-/// score of the tokens decoded meanwhile.
+/// score of the tokens decoded meanwhile. A probe is priced and sized by an optimistic
+/// acceptance (the less is known, the more hopeful), and goes at once where it may beat the
+/// chosen plan; under energy it also pays for reading every token decoded without drafting.
 public final class RoundPolicy {
     /// The largest tree, adaptive sizing on or off, and the user's preferences.
     public var configuration: SpeculationConfiguration
@@ -347,9 +349,10 @@ public final class RoundPolicy {
                     score(draftedRound(i + 1, expected: atDepth[i].expected, reach: atDepth[i].reach, lag: inShadow)) < chosenScore
                 }
             }
-            // A probe is sized and priced by what it may show: each depth's acceptance with one
-            // more success counted (a depth never offered looks certain), the depth that estimate
-            // would draft, at least 3 (a depth-1 probe could never show that deeper drafts pay).
+            // A probe is sized and priced by what it may show: each depth's acceptance made
+            // hopeful by how little is known (`optimisticDepthAcceptance`: certain for a drafter
+            // never tried here), the depth that estimate would draft, at least 3 (a depth-1 probe
+            // could never show that deeper drafts pay).
             // Sized and priced by the mean estimate, a profile that had never drafted at this
             // delay (its warm-up only ran ahead) kept drafting away for 620 of 960 HumanEval
             // tokens at cs = 0, accepted 98 % once tried. It costs what the chosen plan's round
