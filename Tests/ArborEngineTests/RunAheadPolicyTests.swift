@@ -286,12 +286,15 @@ struct RunAheadPolicyTests {
         profile.catchUpMillisecondsPerToken = 2
         let p = policy(profile)
         #expect(p.plan(remaining: 1000, room: 10_000, drafterLag: 0).budget.maxDepth > 0)
-        #expect(p.plan(remaining: 1000, room: 10_000, drafterLag: 400).runAhead == 32)
+        // Reading 400 tokens (800 ms) for the 40 tokens left: drafting does not pay for it.
+        #expect(p.plan(remaining: 40, room: 10_000, drafterLag: 400).runAhead == 32)
         // Drafting is held back only by the reading's time: the drafter reads in this round's
         // shadow, and the next round drafts. Not where drafting does not pay anyway.
         #expect(p.catchUpIsDue(after: 1))
         let poor = policy(remoteProfile(overhead: 20, acceptance: 0.2))
-        #expect(poor.plan(remaining: 1000, room: 10_000, drafterLag: 400).runAhead > 0 && !poor.catchUpIsDue(after: 1))
+        #expect(poor.plan(remaining: 40, room: 10_000, drafterLag: 400).runAhead > 0 && !poor.catchUpIsDue(after: 1))
+        // With 1,000 tokens to go, the reading is a small share of the run it starts.
+        #expect(p.plan(remaining: 1000, room: 10_000, drafterLag: 400).budget.maxDepth > 0)
         // Under energy the reading's joules buy drafting for the rest of the request: after a
         // run-ahead of 40 tokens (0.48 J to read, where a drafted token saves some 0.04 J) a
         // request with 100 tokens to go drafts again at once.
@@ -301,6 +304,31 @@ struct RunAheadPolicyTests {
         // Unmeasured, a token costs a quarter of a draft step.
         #expect(CostProfile().catchUp(tokens: 8, width: 1) == (0, 0))
         #expect(remoteProfile(overhead: 0).catchUp(tokens: 8, width: 1).milliseconds == 16)
+    }
+
+    @Test("A drafted round that starts a run of rounds drafted ahead pays its start (the reading, its own drafting) as its share of the run")
+    func startIsShared() {
+        // HumanEval-like at 80 ms on this machine's client: a draft step of 25 ms, reading a
+        // token 7 ms, a run-ahead token 28 ms of server time (it speculates inside the round).
+        // Drafted ahead, a chain nearly always accepted beats running ahead (about 38 against
+        // 33 tokens/s); its first round, drafted on the clock after reading 32 tokens, does not
+        // (about 13).
+        var profile = remoteProfile(overhead: 80, acceptance: 0.95)
+        profile.draftStepMilliseconds = [25]
+        profile.catchUpMillisecondsPerToken = 7
+        profile.runAheadMillisecondsPerToken = 28
+        for lag in [0, 32] {
+            let p = policy(profile)
+            p.overlapsDrafting = true
+            let plan = p.plan(remaining: 1000, room: 10_000, drafterLag: lag)
+            #expect(plan.runAhead == 0 && plan.budget.maxDepth > 2 && !plan.isProbe, "lag \(lag): \(plan)")
+        }
+        // Near a request's end there is no run left to share the start: the target runs ahead.
+        let p = policy(profile)
+        p.overlapsDrafting = true
+        #expect(p.plan(remaining: 12, room: 10_000, drafterLag: 32).runAhead > 0)
+        // Without rounds drafted ahead the run does not beat running ahead either.
+        #expect(policy(profile).plan(remaining: 1000, room: 10_000, drafterLag: 32).runAhead > 0)
     }
 
     @Test("Generation with run-ahead rounds, probes and catching up in the shadow equals plain greedy",

@@ -297,30 +297,46 @@ public final class RoundPolicy {
         // Drafting after undrafted rounds starts by reading what they committed: on the clock.
         let catchUp = profile.catchUp(tokens: drafterLag, width: b.maxWidth)
         // A drafted round of depth d expected to commit `1 + expected` tokens, the whole chain
-        // with probability `reach`, after the drafter read what it lags behind. The reading is on
-        // this round's clock, but its energy buys drafting for the rest of the request (read
-        // once, the drafter keeps up while it drafts): the round bears its share, by tokens.
-        // Charged whole to one round, after a run-ahead of 20 tokens it outweighed what a
-        // drafted round saves, and at cs = 1 under energy a run of plain rounds followed until
-        // the next probe (HumanEval at 20 ms: 129 plain rounds where drafting was accepted 98 %).
+        // with probability `reach`, after the drafter read what it lags behind.
+        //
+        // Such a round after rounds that drafted nothing (or a request's first) starts a run of
+        // drafted rounds, and what only the start pays — reading the lag, and drafting that
+        // nobody drafted ahead — buys drafting for the rest of the request (read once, the
+        // drafter keeps up while it drafts): the round bears its share, by tokens, of time and
+        // energy alike. Priced whole in one round, starting never paid where a run does:
+        // - the lag's energy: after a run-ahead of 20 tokens it outweighed what a drafted round
+        //   saves, and at cs = 1 under energy a run of plain rounds followed until the next
+        //   probe (HumanEval at 20 ms: 129 plain rounds where drafting was accepted 98 %);
+        // - the lag's time and the first round's exposed drafting: at cs = 0 a drafted round
+        //   after run-ahead rounds, read and drafted on the clock, lost to running ahead, while
+        //   rounds drafted ahead beat it (HumanEval at 80 ms: cs = 0 ran ahead at 29.9 tok/s,
+        //   cs = 0.25 drafted at 35.4).
+        // Each start is paid when it happens, so switching back and forth is not free: the share
+        // is what makes a short request's last tokens not worth starting for. `single`: a round
+        // that starts nothing (a probe expected to lose, priced for how long to wait for it) has
+        // the reading's time and all its drafting on its own clock.
         let score = scorer()
-        func draftedRound(_ d: Int, expected: Double, reach: Double, lag: (milliseconds: Double, joules: Double)) -> RoundPrediction {
+        let startsRun = drafterLag > 0 || requestTokens == 0
+        func draftedRound(_ d: Int, expected: Double, reach: Double, lag: (milliseconds: Double, joules: Double),
+                          single: Bool = false) -> RoundPrediction {
             let nodes = min(b.maxNodes, d * b.maxWidth)
-            let lag = (milliseconds: lag.milliseconds, joules: lag.joules * min(1, (1 + expected) / Double(max(remaining, 1))))
+            let share = min(1, (1 + expected) / Double(max(remaining, 1)))
+            let lag = (milliseconds: single ? lag.milliseconds : lag.milliseconds * share, joules: lag.joules * share)
             let alone = predict(nodes: nodes, accepted: expected, draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds,
                                 draftJoules: lag.joules + Double(d) * step.joules)
             guard overlapsDrafting else { return alone }
             // Or in a run of rounds that draft ahead. Time a drafted round waits for its drafting:
             // none when it was drafted ahead. Until trees drafted ahead have been seen, their hit
             // rate is modelled: the whole chain accepted and the target's next token the
-            // drafter's first choice. Nothing was drafted ahead for a request's first round, nor
-            // for a round after one that drafted nothing (the drafter lags behind). Drafting ahead
-            // is billed in the round that does it, used or wasted: such a round pays for its own
-            // drafting when the last one missed, and for the next tree's (one level deeper)
-            // either way. Whichever scores better is the plan's prediction (`shouldDraftAhead`
-            // weighs the same trade each round).
+            // drafter's first choice. Nothing was drafted ahead for the round that starts a run
+            // (a request's first, or one after a round that drafted nothing): it waits for all
+            // of its drafting, shared as above. Drafting ahead is billed in the round that does
+            // it, used or wasted: such a round pays for its own drafting when the last one
+            // missed, and for the next tree's (one level deeper) either way. Whichever scores
+            // better is the plan's prediction (`shouldDraftAhead` weighs the same trade each
+            // round).
             let hit = profile.aheadObservations > 0 ? profile.aheadHitRate : reach * profile.depthAcceptance(d + 1)
-            let exposed = drafterLag == 0 && requestTokens > 0 ? 1 - hit : 1
+            let exposed = !startsRun ? 1 - hit : single ? 1 : share + (1 - share) * (1 - hit)
             let overlapped = predict(nodes: nodes, accepted: expected,
                                      draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds * exposed,
                                      draftJoules: lag.joules + (Double(d) * exposed + Double(d + 1)) * step.joules)
@@ -366,7 +382,7 @@ public final class RoundPolicy {
                 hope.reach *= profile.optimisticDepthAcceptance(d)
                 hope.expected += hope.reach
                 hopes.append(hope)
-                probes.append(draftedRound(d, expected: hope.expected, reach: hope.reach, lag: lag))
+                probes.append(draftedRound(d, expected: hope.expected, reach: hope.reach, lag: lag, single: true))
             }
             let likeliest = probes.indices.min { score(probes[$0]) < score(probes[$1]) } ?? 0
             let probeDepth = max(likeliest + 1, min(3, b.maxDepth))
@@ -374,8 +390,8 @@ public final class RoundPolicy {
             probeWait = explorationWait(probe: probes[probeDepth - 1], best: chosen, score: score,
                                         readingPerToken: score(reading) - score(plainPrediction))
             // A probe that may well beat the chosen plan goes now (reading all the drafter lags
-            // behind on the clock): the wait is for probes that lose even if drafting does as
-            // well as it may.
+            // behind, priced as the start of a run like any planned drafted round): the wait is
+            // for probes that lose even if drafting does as well as it may.
             let hopeNow = hopes[probeDepth - 1]
             if tokensWithoutDraft >= probeThreshold
                 || score(draftedRound(probeDepth, expected: hopeNow.expected, reach: hopeNow.reach, lag: catchUp)) < chosenScore {
