@@ -294,7 +294,8 @@ public final class RoundPolicy {
         guard configuration.adaptive, drafterCostsTime else { return RoundPlan(budget: b) }
         // A model drafter: choose the depth (0 = plain) from acceptance by depth so far.
         let step = profile.draftStep(width: b.maxWidth)
-        // Drafting after undrafted rounds starts by reading what they committed: on the clock.
+        // Drafting after undrafted rounds starts by reading what they committed: on the clock,
+        // but shared over the run it starts (below).
         let catchUp = profile.catchUp(tokens: drafterLag, width: b.maxWidth)
         // A drafted round of depth d expected to commit `1 + expected` tokens, the whole chain
         // with probability `reach`, after the drafter read what it lags behind.
