@@ -127,12 +127,11 @@ struct TradeoffCommand: AsyncParsableCommand {
             let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: base, profile: startProfile)
             for p in prompts.prefix(warmup) { _ = try g.generate(promptTokens: p, parameters: parameters) }
             startProfile = g.policy.profile
-            let p = startProfile, step = p.draftStep(width: 1)
-            func n(_ x: Double) -> String { String(format: "%.3g", x) }
+            let p = startProfile, n = ProfileCommand.number
             // What every setting starts from (each runs from this profile, not from the last setting's).
-            StandardStreams.error("warm-up: \(min(warmup, prompts.count)) prompts, \(p.rounds) rounds in the profile (draft step \(n(step.milliseconds)) ms, "
-                + "depth-1 acceptance \(n(p.depthAcceptance(1))) over \(p.depthObservations.first ?? 0) rounds, "
-                + "run-ahead \(n(p.runAheadMillisecondsPerToken)) ms/token)\n")
+            StandardStreams.error("warm-up: \(min(warmup, prompts.count)) prompts, \(p.rounds) rounds in the profile (draft step \(n(p.draftStep(width: 1).milliseconds, 1)) ms, "
+                + "depth-1 acceptance \(n(p.depthAcceptance(1), 3)) over \(p.depthObservations.first ?? 0) rounds, "
+                + "run-ahead \(n(p.runAheadMillisecondsPerToken, 1)) ms/token)\n")
         }
 
         var report = TradeoffReport(label: label, objective: cost.objective, rates: preferences.rates, promptSet: set, maxTokens: maxTokens)

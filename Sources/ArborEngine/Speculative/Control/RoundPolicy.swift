@@ -321,8 +321,12 @@ public final class RoundPolicy {
         func draftedRound(_ d: Int, expected: Double, reach: Double, lag: (milliseconds: Double, joules: Double),
                           single: Bool = false) -> RoundPrediction {
             let nodes = min(b.maxNodes, d * b.maxWidth)
+            // This round's share of the request, and of the start's time (all of it for `single`).
+            // The reading's energy is shared either way (a waited probe pays for its waiting's
+            // reading in `explorationWait`).
             let share = min(1, (1 + expected) / Double(max(remaining, 1)))
-            let lag = (milliseconds: single ? lag.milliseconds : lag.milliseconds * share, joules: lag.joules * share)
+            let startShare = single ? 1 : share
+            let lag = (milliseconds: lag.milliseconds * startShare, joules: lag.joules * share)
             let alone = predict(nodes: nodes, accepted: expected, draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds,
                                 draftJoules: lag.joules + Double(d) * step.joules)
             guard overlapsDrafting else { return alone }
@@ -337,7 +341,7 @@ public final class RoundPolicy {
             // better is the plan's prediction (`shouldDraftAhead` weighs the same trade each
             // round).
             let hit = profile.aheadObservations > 0 ? profile.aheadHitRate : reach * profile.depthAcceptance(d + 1)
-            let exposed = !startsRun ? 1 - hit : single ? 1 : share + (1 - share) * (1 - hit)
+            let exposed = startsRun ? startShare + (1 - startShare) * (1 - hit) : 1 - hit
             let overlapped = predict(nodes: nodes, accepted: expected,
                                      draftMilliseconds: lag.milliseconds + Double(d) * step.milliseconds * exposed,
                                      draftJoules: lag.joules + (Double(d) * exposed + Double(d + 1)) * step.joules)
