@@ -130,7 +130,8 @@ struct RoundPolicyTests {
         let slow = policy(profile, CostPreferences(objective: .totalCost, serviceLevel: .minTokensPerSecond(fastest * 0.8)))
         let a = candidates[slow.choose(candidates)]
         #expect(a.tokensPerSecond >= fastest * 0.8)
-        let feasible = candidates.filter { $0.tokensPerSecond >= fastest * 0.8 }
+        // Aimed 5 % above (the margin the request's account spends a lead down to).
+        let feasible = candidates.filter { $0.tokensPerSecond >= fastest * 0.8 * (1 + RoundPolicy.serviceLevelMargin) }
         #expect(a.costPerToken == feasible.map(\.costPerToken).min()!)
 
         // The minimum is a promise about the request. Plans at 10, 20 and 30 tokens/s costing
@@ -147,16 +148,31 @@ struct RoundPolicyTests {
             }
         }
         // Accurate predictions, but 10 tokens at 12.6 tokens/s: the remaining 40 must make up
-        // for them (40 tokens in 2.78 − 0.79 s: 20.2 tokens/s), so the 20 tokens/s plan will not do.
+        // for them (40 tokens in 49 / 18.9 − 0.79 s: 22.2 tokens/s), so the 20 tokens/s plan
+        // will not do, not even for one round.
         rounds(10, predicted: 12.6, measured: 12.6)
         _ = held.plan(remaining: 40, room: 1000)
         #expect(held.choose(plans) == 2)
-        // A new request starts even.
+        // A new request starts even (one token to go: no round of it can be slower than 18.9).
         held.beginRequest()
+        _ = held.plan(remaining: 1, room: 1000)
         #expect(held.choose(plans) == 1)
-        // Predictions that lately promised 20 and delivered 16: the next request aims at 18 / 0.8.
+        // With 40 to go, one round of the 10 tokens/s plan and then the 20 tokens/s plan keep it
+        // (0.1 + 39 / 20 = 2.05 s, within 39 / 18.9 = 2.06 s: the first token is not counted),
+        // for less.
+        _ = held.plan(remaining: 40, room: 1000)
+        #expect(held.choose(plans) == 0)
+        // A lead is spent on cheaper plans: 30 tokens at 60 tokens/s leave the last 20 about
+        // 49 / 18.9 − 0.5 = 2.09 s (9.6 tokens/s), and the 10 tokens/s plan keeps that
+        // throughout.
+        rounds(30, predicted: 60, measured: 60)
+        _ = held.plan(remaining: 20, room: 1000)
+        #expect(held.choose(plans) == 0)
+        // Predictions that lately promised 20 and delivered 16: the next request aims at
+        // 18.9 / 0.8, which only the 30 tokens/s plan keeps.
         rounds(200, predicted: 20, measured: 16)
         held.beginRequest()
+        _ = held.plan(remaining: 1, room: 1000)
         #expect(held.choose(plans) == 2)
 
         let impossible = policy(profile, CostPreferences(objective: .totalCost, serviceLevel: .minTokensPerSecond(fastest * 10)))
@@ -167,6 +183,43 @@ struct RoundPolicyTests {
         let b = candidates[capped.choose(candidates)]
         #expect(b.costPerToken * 1e6 <= budget)
         #expect(b.tokensPerSecond == candidates.filter { $0.costPerToken * 1e6 <= budget }.map(\.tokensPerSecond).max()!)
+    }
+
+    @Test("Behind a minimum speed: the run-ahead that makes up the shortfall for the least cost, then the steady plan")
+    func makeUpShortfall() {
+        // Drafted rounds of 3 tokens in 240 ms (12.5 tokens/s) at 1 per token; run-ahead rounds
+        // of k tokens in 80 + 30k ms at 3 per token. At least 10 tokens/s over 48 tokens.
+        let drafted = RoundPrediction(nodes: 4, tokens: 3, milliseconds: 240, use: ResourceUse(), cost: 3)
+        let ahead = [2, 4, 8, 16, 32].map { k in
+            RoundPrediction(nodes: 0, tokens: Double(k), milliseconds: 80 + 30 * Double(k), use: ResourceUse(), cost: 3 * Double(k), runAhead: k)
+        }
+        let plans = [drafted] + ahead
+        let p = policy(remoteProfile(overhead: 80), CostPreferences(objective: .totalCost, serviceLevel: .minTokensPerSecond(10)))
+        #expect(p.choose(plans) == 0)
+        func rounds(_ n: Int, milliseconds: Double) {
+            for _ in 0..<n {
+                p.observe(RoundRecord(plan: .plain, draft: Draft(), sent: TokenTree(),
+                                      prediction: RoundPrediction(tokens: 1, milliseconds: milliseconds),
+                                      result: VerificationResult(acceptedNodes: [], nextToken: 0, batchSize: 1),
+                                      use: ResourceUse(), milliseconds: milliseconds))
+            }
+        }
+        // The first round read the prompt: 1 token in 1.2 s. Aimed 5 % above the minimum, and
+        // decode speed counting the tokens after the first, the other 47 must come in
+        // 47 / 10.5 − 1.2 = 3.28 s (14.3 tokens/s), more than drafting's 12.5. Every run-ahead
+        // keeps that pace, the longest fastest; 16 tokens run ahead (560 ms) and then drafting
+        // (31 tokens in 2.48 s) keep the minimum, 8 do not (320 ms + 3.12 s), and 32 cost more.
+        rounds(1, milliseconds: 1200)
+        _ = p.plan(remaining: 47, room: 1000)
+        #expect(p.choose(plans) == 4)
+        // After it, drafting keeps the pace.
+        rounds(16, milliseconds: 35)
+        _ = p.plan(remaining: 31, room: 1000)
+        #expect(p.choose(plans) == 0)
+        // Where nothing makes it up, the fastest plan.
+        rounds(1, milliseconds: 3000)
+        _ = p.plan(remaining: 30, room: 1000)
+        #expect(p.choose(plans) == 5)
     }
 
     @Test("A profile survives JSON and rejects corrupt values")

@@ -22,11 +22,14 @@
 /// the policy picks, with references taken from the plain round under the same profile:
 /// - by default the one minimising `cs · (cost per token ÷ plain's) + (1 − cs) · (plain's
 ///   tokens/s ÷ tokens/s)` — cs = 0 is the fastest plan, cs = 1 the cheapest per token;
-/// - with a minimum tokens/s, the cheapest plan predicted to keep it (else the fastest), the
-///   minimum raised by the request's shortfall so far and the predictions' recent optimism
-///   (`speedGoal`);
+/// - with a minimum tokens/s, a plan for the rest of the request: this round's candidate once
+///   and then the steady plan (the cheapest keeping the minimum by itself), or the candidate
+///   throughout, whichever keeps the minimum over the whole request for the least cost beyond
+///   the steady plan's (`planRest`; a lead is spent on cheaper rounds, a shortfall made up by
+///   the cheapest round that makes it up); else the fastest;
 /// - with a maximum cost per million tokens, the fastest plan within it (else the cheapest).
-/// Every round meeting a bound makes the request meet it (tokens and time add up).
+/// A minimum is a promise about each request (tokens and time add up); a maximum is kept by
+/// every round.
 ///
 /// It decides twice: before drafting (model drafters only: the depth, from acceptance by depth
 /// so far — depth 0 is a plain round) and after (the N most probable nodes, a set closed under
@@ -61,6 +64,10 @@ public final class RoundPolicy {
     /// The score per token of the drafted round the last `plan` chose (not a probe): what a
     /// run-ahead in place of its draft must beat (`select`).
     private var plannedDraftScore: Double?
+    /// Under a minimum speed, the steady plan the last `plan` found (the cheapest candidate
+    /// keeping the minimum by itself): what `select` plans the rest of the request with, whatever
+    /// the drafted tree turned out to be.
+    private var steadyPlan: RoundPrediction?
     /// Whether the last `plan` held drafting back only for the time a model drafter would spend
     /// reading the tokens it lags behind: it reads them in this round's shadow instead
     /// (`catchUpIsDue`), and the next round drafts.
@@ -153,29 +160,81 @@ public final class RoundPolicy {
         requestMilliseconds = 0
     }
 
-    /// The speed a round must be predicted to reach for the request to keep `x` tokens/s.
+    /// The speed the request's remaining tokens must be predicted to reach for it to keep `x`
+    /// tokens/s: *the request's own account* (the rate that brings the whole request to `x`,
+    /// with `serviceLevelMargin` to spare: above `x` after a shortfall, below it after a lead;
+    /// no plan can when the time is spent), divided by *the predictions' record* (recent
+    /// rounds' measured speed ÷ predicted speed, only ever raising the goal), so that a plan is
+    /// chosen by what it will likely deliver.
+    func speedGoal(_ x: Double) -> Double { speedAccount(x).need / deliveredRatio }
+
+    /// The share by which a minimum speed is aimed above: the request's account spends a lead
+    /// down to it, and the rounds' spread around their predictions must not then take the
+    /// request below the minimum.
+    static let serviceLevelMargin = 0.05
+
+    /// The request's account under a minimum of `x` tokens/s (aimed `serviceLevelMargin`
+    /// above): its tokens still to go, the time they may take, and the rate that asks of them
+    /// (infinite when the time is spent). Speed is decode speed, as every report gives it: the
+    /// tokens after the first over the decode time (48 tokens in 2 s run at 23.5 tokens/s), so
+    /// the time is what the tokens after the first may take at the aim (an account counting all
+    /// 48 landed 2 % under a minimum it aimed 5 % above).
+    func speedAccount(_ x: Double) -> (remaining: Double, budgetMilliseconds: Double, need: Double) {
+        let remaining = Double(max(requestRemaining, 1)), total = requestTokens + remaining
+        let aim = x * (1 + Self.serviceLevelMargin) * (total > 1 ? total / (total - 1) : 1)
+        let budget = total / aim * 1000 - requestMilliseconds
+        return (remaining, budget, budget > 0 ? remaining / budget * 1000 : .infinity)
+    }
+
+    /// Recent rounds' measured speed ÷ their predicted speed, within 0.5…1 (only ever a
+    /// discount: see `speedGoal`).
+    var deliveredRatio: Double {
+        guard predictedTokens > 0, predictedMilliseconds > 0, measuredTokens > 0, measuredMilliseconds > 0 else { return 1 }
+        return min(max((measuredTokens / measuredMilliseconds) / (predictedTokens / predictedMilliseconds), 0.5), 1)
+    }
+
+    /// Under a minimum speed, the candidate that keeps it over the whole request for the least
+    /// cost beyond the steady plan's (`steady`: the cheapest plan keeping the minimum by
+    /// itself), planning the rest of the request as that candidate once and then the steady
+    /// plan, or that candidate throughout (if it keeps the goal: `keeping`); nil when none does.
     ///
-    /// Two corrections, because the cheapest plan predicted to keep `x` sits just above it and
-    /// any optimism would make the request miss:
-    /// - *the request's own account*: the rest of the request must make up what its rounds so
-    ///   far fell short of, so the goal is the rate its remaining tokens need to bring the
-    ///   whole request to `x` (integral action; no plan can when the time is already spent);
-    /// - *the predictions' record*: recent rounds' measured speed ÷ their predicted speed (only
-    ///   ever raising the goal), so a plan is chosen by what it will likely deliver.
-    func speedGoal(_ x: Double) -> Double {
-        var need = x
-        if requestTokens > 0 {
-            let remaining = Double(max(requestRemaining, 1))
-            let budget = (requestTokens + remaining) / x * 1000 - requestMilliseconds
-            need = budget > 0 ? max(x, remaining / budget * 1000) : .infinity
+    /// Why a plan for the rest rather than the cheapest round fast enough by itself:
+    /// - a lead: with every round held to the minimum, a draft too unlikely to keep it was
+    ///   replaced by a run-ahead of 16 tokens, though the request ran far ahead (MT-bench at
+    ///   80 ms, a minimum of 9.8 tokens/s: 18.5 tokens/s at $9.39 per million, where drafting
+    ///   alone ran at 13 for $5.60);
+    /// - a shortfall: a model drafter's first round reads the prompt on the clock, and the rest
+    ///   of the request then asks a little more than drafting's speed. Every run-ahead size kept
+    ///   that pace and the largest is the cheapest per token (one round's bytes over more
+    ///   tokens): with a minimum of 10 tokens/s, rounds of 32 run-ahead tokens took 548–659 of
+    ///   887 tokens at 1.5× the fixed chain's cost. The shortest run-ahead keeping the pace was
+    ///   worse (13.1 tokens/s at $9.74, against 22.3 at $9.35): rounds of 2–8 tokens, each
+    ///   paying a round trip, never gave back what drafting needed. Here a run-ahead is as long
+    ///   as the steady plan needs after it.
+    func planRest(_ candidates: [RoundPrediction], steady: RoundPrediction, keeping: [Int],
+                  account: (remaining: Double, budgetMilliseconds: Double, need: Double), delivered: Double) -> Int? {
+        let budget = account.budgetMilliseconds
+        guard budget > 0 else { return nil }
+        let rest = account.remaining, pace = steady.tokensPerSecond * delivered, steadyCost = steady.costPerToken
+        var best: (index: Int, extra: Double)?
+        for (i, c) in candidates.enumerated() {
+            let tokens = min(c.tokens, rest), extraPerToken = c.costPerToken - steadyCost
+            var extra: Double?
+            if c.milliseconds / delivered + (rest - tokens) / pace * 1000 <= budget { extra = tokens * extraPerToken }
+            if keeping.contains(i) { extra = min(extra ?? .infinity, rest * extraPerToken) }
+            guard let e = extra else { continue }
+            if let b = best, e > b.extra || (e == b.extra && c.tokensPerSecond <= candidates[b.index].tokensPerSecond) { continue }
+            best = (i, e)
         }
-        guard predictedTokens > 0, predictedMilliseconds > 0, measuredTokens > 0, measuredMilliseconds > 0 else { return need }
-        let delivered = (measuredTokens / measuredMilliseconds) / (predictedTokens / predictedMilliseconds)
-        return need / min(max(delivered, 0.5), 1)
+        return best?.index
     }
 
     /// Index of the candidate the preferences pick.
-    public func choose(_ candidates: [RoundPrediction]) -> Int {
+    public func choose(_ candidates: [RoundPrediction]) -> Int { choose(candidates, steady: nil) }
+
+    /// `steady`: under a minimum speed, the steady plan to plan the rest of the request with
+    /// (nil: the cheapest of `candidates` keeping the minimum, remembered for `select`).
+    func choose(_ candidates: [RoundPrediction], steady given: RoundPrediction?) -> Int {
         precondition(!candidates.isEmpty)
         let indices = Array(candidates.indices)
         func fastest(_ among: [Int]) -> Int {
@@ -194,8 +253,16 @@ public final class RoundPolicy {
         }
         switch preferences.serviceLevel {
         case let .minTokensPerSecond(x)?:
-            let goal = speedGoal(x)
+            let account = speedAccount(x), delivered = deliveredRatio
+            let goal = account.need / delivered
             let ok = indices.filter { candidates[$0].tokensPerSecond >= goal }
+            var steady = given
+            if given == nil {
+                let keepsMinimum = indices.filter { candidates[$0].tokensPerSecond * delivered >= x * (1 + Self.serviceLevelMargin) }
+                steady = keepsMinimum.isEmpty ? nil : candidates[cheapest(keepsMinimum)]
+                steadyPlan = steady
+            }
+            if let steady, let i = planRest(candidates, steady: steady, keeping: ok, account: account, delivered: delivered) { return i }
             return ok.isEmpty ? fastest(indices) : cheapest(ok)
         case let .maxCostPerMillionTokens(y)?:
             let ok = indices.filter { candidates[$0].costPerToken * 1e6 <= y }
@@ -288,6 +355,7 @@ public final class RoundPolicy {
         let depthLimit = b.maxDepth, nodeLimit = b.maxNodes
         requestRemaining = remaining
         plannedDraftScore = nil
+        steadyPlan = nil
         resumesDrafting = false
         let ahead = runAheadCandidates(remaining: remaining, room: room)
         if b.maxDepth == 0 || b.maxNodes == 0 { return Self.bestWithoutDrafting(choose([plainPrediction] + ahead), ahead) }
@@ -521,7 +589,7 @@ public final class RoundPolicy {
             if !runAheadPredictions(cap: cap).contains(where: { score($0) < bar }) { cap = 0 }
         }
         let ahead = runAheadPredictions(cap: cap, draftMilliseconds: sunkMs, draftJoules: sunkJ)
-        var bestN = choose(marginal + runAheadPredictions(cap: cap))
+        var bestN = choose(marginal + runAheadPredictions(cap: cap), steady: steadyPlan)
         if tree.isEmpty { return bestN == 0 ? Selection(tree: tree, prediction: candidates[0]) : Selection(tree: tree, prediction: ahead[bestN - 1]) }
         if plan.isProbe {
             // A probe drafted for a reason: score its most probable nodes, whatever the estimate.
