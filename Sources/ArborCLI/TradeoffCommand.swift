@@ -43,7 +43,7 @@ struct TradeoffCommand: AsyncParsableCommand {
     var csValues: [String] = ["0", "0.25", "0.5", "0.75", "1"]
     @Option(name: .customLong("baselines"), parsing: .upToNextOption, help: "Static baselines: one-per-rtt, chain<k>, tree<N>w<w>, server-alone, server-spec, run-ahead.")
     var baselines: [String] = ["one-per-rtt", "chain4", "tree16w4"]
-    @Option(help: "Prompts run (unmeasured) with the adaptive policy first, so every cs value starts from a learned profile.")
+    @Option(help: "Prompts run (unmeasured) first, alternately at cs = 1 and cs = 0, so every setting starts from a profile that has seen drafting, drafting ahead and running ahead.")
     var warmup = 2
     @Flag(name: .customLong("compare-proactive"), help: "Also run the first cs value with proactive drafting off.")
     var compareProactive = false
@@ -55,7 +55,7 @@ struct TradeoffCommand: AsyncParsableCommand {
     var out: String?
     @Option(help: "Worker threads.")
     var threads: Int?
-    @Flag(help: "Print one line per prompt to stderr.")
+    @Flag(help: "Print one line per prompt to stderr, with its rounds (kind, tokens and ms, measured / predicted).")
     var verbose = false
 
     /// The lists with `none` meaning empty.
@@ -123,10 +123,26 @@ struct TradeoffCommand: AsyncParsableCommand {
         let parameters = GenerationParameters(maxTokens: maxTokens, sampling: .greedy)
         let base = cost.apply(to: speculation.configuration, advertisedPrice: advertisedPrice)
         if drafter != nil, !csNames.isEmpty, warmup > 0 {
-            // Learn the environment first (unmeasured), as a user's earlier requests would have.
-            let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: base, profile: startProfile)
-            for p in prompts.prefix(warmup) { _ = try g.generate(promptTokens: p, parameters: parameters) }
-            startProfile = g.policy.profile
+            // Learn the environment first (unmeasured), as a user's earlier requests would have:
+            // alternately at the two ends of the knob, without a service level, so that the
+            // profile holds evidence of drafting (cs = 1: acceptance by depth, draft steps) and of
+            // drafting ahead and running ahead (cs = 0) alike, whatever the settings measured.
+            // - Warmed at speed alone, a profile at 80 ms held one drafted round, and cs = 0 then
+            //   ran ahead for 336 HumanEval tokens until its probes had relearned acceptance.
+            // - Warmed under a service level that only running ahead keeps, from a profile
+            //   learned on MT-bench, a HumanEval SLO run learned nothing of drafting and ran
+            //   ahead for 949 of 960 tokens; warmed at cs = 1 alone, it learned acceptance but not
+            //   how often trees drafted ahead are used, and still ran ahead for 884.
+            var profile = startProfile
+            for (i, p) in prompts.prefix(warmup).enumerated() {
+                var c = base
+                c.preferences.cs = i.isMultiple(of: 2) ? .cost : .speed
+                c.preferences.serviceLevel = nil
+                let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: profile)
+                _ = try g.generate(promptTokens: p, parameters: parameters)
+                profile = g.policy.profile
+            }
+            startProfile = profile
             let p = startProfile, n = ProfileCommand.number
             // What every setting starts from (each runs from this profile, not from the last setting's).
             StandardStreams.error("warm-up: \(min(warmup, prompts.count)) prompts, \(p.rounds) rounds in the profile (draft step \(n(p.draftStep(width: 1).milliseconds, 1)) ms, "
@@ -138,25 +154,13 @@ struct TradeoffCommand: AsyncParsableCommand {
         report.drafter = drafter?.name ?? "none"
         report.server = target.serverName
         report.target = target.targetName
-        var reference: [[Int32]]?
+        // The settings, registered below and then run prompt by prompt in turn.
+        var settings: [(point: TradeoffPoint, generate: ([Int32]) throws -> (GenerationResult, ResourceUse))] = []
         func measure(_ name: String, kind: TradeoffPoint.Kind, cs: Double?, billing: String? = nil,
-                     generate: ([Int32]) throws -> (GenerationResult, ResourceUse)) throws {
+                     generate: @escaping ([Int32]) throws -> (GenerationResult, ResourceUse)) {
             var point = TradeoffPoint(name: name, kind: kind, cs: cs, objective: cost.objective, draftEnergySource: meter.source)
             point.billing = billing
-            var outputs: [[Int32]] = []
-            for (i, prompt) in prompts.enumerated() {
-                let (r, use) = try generate(prompt)
-                point.add(r, resources: use, reference: reference?[i])
-                outputs.append(r.tokens)
-                if verbose {
-                    StandardStreams.error(String(format: "  %@ #%d: %d tokens, %.1f tok/s\n", name, i, r.tokens.count, r.stats.tokensPerSecond))
-                }
-            }
-            if reference == nil { reference = outputs }
-            let c = point.costPerMillionTokens(cost.objective == .tps ? .totalCost : cost.objective, rates: preferences.rates)
-            StandardStreams.error(String(format: "%@ %@: %.2f tok/s, %.6g per Mtok, %d/%d identical\n",
-                                         label.isEmpty ? set : label, name, point.tokensPerSecond, c, point.identical, point.compared))
-            report.points.append(point)
+            settings.append((point, generate))
         }
         // Resources of a run whose every millisecond is the server's (server-side baselines):
         // decode time and process CPU energy on the server; bytes of the streamed text.
@@ -173,7 +177,7 @@ struct TradeoffCommand: AsyncParsableCommand {
             switch Baseline(name)! {
             case .serverAlone:
                 let generator = TextGenerator(model: bundle.model, tokenizer: bundle.tokenizer)
-                try measure(name, kind: .baseline, cs: nil, billing: "all decode time billed as target time; bytes: streamed text + 6 B per token") { p in
+                measure(name, kind: .baseline, cs: nil, billing: "all decode time billed as target time; bytes: streamed text + 6 B per token") { p in
                     try serverSide { try generator.generate(promptTokens: p, parameters: parameters) }
                 }
             case .serverSpeculation:
@@ -181,14 +185,14 @@ struct TradeoffCommand: AsyncParsableCommand {
                 c.preferences = CostPreferences(objective: .tps, rates: preferences.rates)
                 c.proactive = false
                 let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
-                try measure(name, kind: .baseline, cs: nil, billing: "drafter on the server: draft and target time billed as target time; bytes: streamed text + 6 B per token") { p in
+                measure(name, kind: .baseline, cs: nil, billing: "drafter on the server: draft and target time billed as target time; bytes: streamed text + 6 B per token") { p in
                     try serverSide { try g.generate(promptTokens: p, parameters: parameters) }
                 }
             case .onePerRoundTrip:
                 var c = base
                 c.maxRunAhead = 0
                 let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: c)
-                try measure(name, kind: .baseline, cs: nil) { p in
+                measure(name, kind: .baseline, cs: nil) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))
                 }
@@ -199,7 +203,7 @@ struct TradeoffCommand: AsyncParsableCommand {
                 c.preferences = CostPreferences(objective: .tps, rates: preferences.rates)
                 c.proactive = false
                 let g = SpeculativeGenerator(verifier: verifier, drafter: nil, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
-                try measure(name, kind: .baseline, cs: nil) { p in
+                measure(name, kind: .baseline, cs: nil) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))
                 }
@@ -209,7 +213,7 @@ struct TradeoffCommand: AsyncParsableCommand {
                 c.adaptive = false
                 c.proactive = false
                 let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
-                try measure(name, kind: .baseline, cs: nil) { p in
+                measure(name, kind: .baseline, cs: nil) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))
                 }
@@ -219,14 +223,15 @@ struct TradeoffCommand: AsyncParsableCommand {
                 c.adaptive = false
                 c.proactive = false
                 let g = SpeculativeGenerator(verifier: verifier, drafter: drafter, tokenizer: bundle.tokenizer, configuration: c, profile: startProfile)
-                try measure(name, kind: .baseline, cs: nil) { p in
+                measure(name, kind: .baseline, cs: nil) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))
                 }
             }
         }
+        // The adaptive setting whose profile is stored at the end (the last).
+        var learnedBy: SpeculativeGenerator?
         if drafter != nil, !csNames.isEmpty {
-            var learned = startProfile
             var runs = csNames.map { (text: $0, proactive: base.proactive, deepening: base.deepening) }
             if compareProactive, let first = csNames.first { runs.insert((first, false, base.deepening), at: 1) }
             if compareDeepening, let first = csNames.first, let last = csNames.last {
@@ -253,14 +258,44 @@ struct TradeoffCommand: AsyncParsableCommand {
                     if kind == .adaptive { kind = .serviceLevel }
                 case nil: break
                 }
-                try measure(name, kind: kind, cs: cs.value) { p in
+                measure(name, kind: kind, cs: cs.value) { p in
                     let r = try g.generate(promptTokens: p, parameters: parameters)
                     return (r, measured(r))
                 }
-                learned = g.policy.profile
+                learnedBy = g
             }
-            profiles.save(learned)
         }
+
+        // Each prompt goes through every setting in turn, rather than each setting through every
+        // prompt: the server's speed drifts over the minutes a setting takes (the same run-ahead
+        // plan gave 26.1 tokens/s in one run and 31.7 in the next), and settings measured minutes
+        // apart compared the drift as much as the settings. Interleaved, they share it. The
+        // first setting's outputs are the reference of the others'.
+        var reference: [[Int32]] = []
+        for (i, prompt) in prompts.enumerated() {
+            for s in settings.indices {
+                let (r, use) = try settings[s].generate(prompt)
+                if s == 0 { reference.append(r.tokens) }
+                settings[s].point.add(r, resources: use, reference: s == 0 ? nil : reference[i])
+                if verbose {
+                    // Each round: a<k> a run-ahead of k, p plain, d<depth>/<nodes sent> drafted (+ when
+                    // drafted ahead); then tokens committed / predicted, ms measured / predicted.
+                    let rounds = (r.stats.speculative?.plans ?? []).map { s in
+                        let kind = s.runAhead > 0 ? "a\(s.runAhead)" : s.nodes == 0 ? "p" : "d\(s.draftedDepth)/\(s.nodes)\(s.draftedAhead ? "+" : "")"
+                        return kind + String(format: " %d/%.1f %.0f/%.0f", s.tokens, s.predictedTokens, s.milliseconds, s.predictedMilliseconds)
+                    }
+                    StandardStreams.error(String(format: "  %@ #%d: %d tokens, %.1f tok/s; ", settings[s].point.name, i, r.tokens.count, r.stats.tokensPerSecond)
+                        + rounds.joined(separator: ", ") + "\n")
+                }
+            }
+        }
+        for (point, _) in settings {
+            let c = point.costPerMillionTokens(cost.objective == .tps ? .totalCost : cost.objective, rates: preferences.rates)
+            StandardStreams.error(String(format: "%@ %@: %.2f tok/s, %.6g per Mtok, %d/%d identical\n",
+                                         label.isEmpty ? set : label, point.name, point.tokensPerSecond, c, point.identical, point.compared))
+            report.points.append(point)
+        }
+        if let g = learnedBy { profiles.save(g.policy.profile) }
 
         let dir = URL(fileURLWithPath: out ?? ProfileOptions.dataDirectory().appendingPathComponent("tradeoff/\(Int(Date().timeIntervalSince1970))").path)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
