@@ -90,12 +90,12 @@ public final class RoundPolicy {
     /// Whether the last `select` sent a node only to probe (for `observe`).
     private var selectionIsProbe = false
     /// The current request's committed tokens and round time so far, and the tokens it may
-    /// still emit: a minimum speed is a promise about the request (see `speedGoal`).
+    /// still emit: a minimum speed is a promise about the request (see `speedAccount`).
     private var requestTokens = 0.0
     private var requestMilliseconds = 0.0
     private var requestRemaining = 0
     /// Decayed sums of the chosen plans' predicted and measured tokens and time, across
-    /// requests: how optimistic the predictions have been lately (see `speedGoal`).
+    /// requests: how optimistic the predictions have been lately (see `deliveredRatio`).
     private var predictedTokens = 0.0, predictedMilliseconds = 0.0
     private var measuredTokens = 0.0, measuredMilliseconds = 0.0
 
@@ -160,14 +160,6 @@ public final class RoundPolicy {
         requestMilliseconds = 0
     }
 
-    /// The speed the request's remaining tokens must be predicted to reach for it to keep `x`
-    /// tokens/s: *the request's own account* (the rate that brings the whole request to `x`,
-    /// with `serviceLevelMargin` to spare: above `x` after a shortfall, below it after a lead;
-    /// no plan can when the time is spent), divided by *the predictions' record* (recent
-    /// rounds' measured speed ÷ predicted speed, only ever raising the goal), so that a plan is
-    /// chosen by what it will likely deliver.
-    func speedGoal(_ x: Double) -> Double { speedAccount(x).need / deliveredRatio }
-
     /// The share by which a minimum speed is aimed above: the request's account spends a lead
     /// down to it, and the rounds' spread around their predictions must not then take the
     /// request below the minimum.
@@ -175,10 +167,12 @@ public final class RoundPolicy {
 
     /// The request's account under a minimum of `x` tokens/s (aimed `serviceLevelMargin`
     /// above): its tokens still to go, the time they may take, and the rate that asks of them
-    /// (infinite when the time is spent). Speed is decode speed, as every report gives it: the
-    /// tokens after the first over the decode time (48 tokens in 2 s run at 23.5 tokens/s), so
-    /// the time is what the tokens after the first may take at the aim (an account counting all
-    /// 48 landed 2 % under a minimum it aimed 5 % above).
+    /// (`need`: above `x` after a shortfall, below it after a lead, infinite when the time is
+    /// spent; `choose` divides it by `deliveredRatio`, so that a plan is chosen by what it will
+    /// likely deliver). Speed is decode speed, as every report gives it: the tokens after the
+    /// first over the decode time (48 tokens in 2 s run at 23.5 tokens/s), so the time is what
+    /// the tokens after the first may take at the aim (an account counting all 48 landed 0.1 %
+    /// under a minimum it aimed 5 % above, MT-bench at 80 ms).
     func speedAccount(_ x: Double) -> (remaining: Double, budgetMilliseconds: Double, need: Double) {
         let remaining = Double(max(requestRemaining, 1)), total = requestTokens + remaining
         let aim = x * (1 + Self.serviceLevelMargin) * (total > 1 ? total / (total - 1) : 1)
@@ -186,8 +180,9 @@ public final class RoundPolicy {
         return (remaining, budget, budget > 0 ? remaining / budget * 1000 : .infinity)
     }
 
-    /// Recent rounds' measured speed ÷ their predicted speed, within 0.5…1 (only ever a
-    /// discount: see `speedGoal`).
+    /// Recent rounds' measured speed ÷ their predicted speed, within 0.5…1: only ever a
+    /// discount, since the cheapest plan predicted to keep a minimum sits just above it and any
+    /// optimism would make the request miss.
     var deliveredRatio: Double {
         guard predictedTokens > 0, predictedMilliseconds > 0, measuredTokens > 0, measuredMilliseconds > 0 else { return 1 }
         return min(max((measuredTokens / measuredMilliseconds) / (predictedTokens / predictedMilliseconds), 0.5), 1)
