@@ -207,8 +207,10 @@ struct RoundPolicyTests {
         // The first round read the prompt: 1 token in 1.2 s. Aimed 5 % above the minimum, and
         // decode speed counting the tokens after the first, the other 47 must come in
         // 47 / 10.5 − 1.2 = 3.28 s (14.3 tokens/s), more than drafting's 12.5. Every run-ahead
-        // keeps that pace, the longest fastest; 16 tokens run ahead (560 ms) and then drafting
-        // (31 tokens in 2.48 s) keep the minimum, 8 do not (320 ms + 3.12 s), and 32 cost more.
+        // keeps that pace, the longest fastest. 16 tokens run ahead and then drafting keep the
+        // minimum (560 ms + 31 tokens in 2.48 s), as do two rounds of 8 or four of 4 for the
+        // same cost, only slower; one round of 8 does not (320 ms + 3.12 s), two of 2 cost
+        // less but do not either, and 32 cost more.
         rounds(1, milliseconds: 1200)
         _ = p.plan(remaining: 47, room: 1000)
         #expect(p.choose(plans) == 4)
@@ -220,6 +222,36 @@ struct RoundPolicyTests {
         rounds(1, milliseconds: 3000)
         _ = p.plan(remaining: 30, room: 1000)
         #expect(p.choose(plans) == 5)
+    }
+
+    @Test("Ahead of a minimum speed: the lead is spent on as many rounds of the cheapest plan as it pays for")
+    func spendLead() {
+        // Rounds of 1 token in 200 ms at 1 per token, of 4 tokens in 800 ms at 1.5 per token (both
+        // 5 tokens/s), the steady plan at 20 tokens/s and 2 per token, a fast plan at 30 and 3.
+        let plans = [
+            RoundPrediction(nodes: 1, tokens: 1, milliseconds: 200, use: ResourceUse(), cost: 1),
+            RoundPrediction(nodes: 4, tokens: 4, milliseconds: 800, use: ResourceUse(), cost: 6),
+            RoundPrediction(nodes: 2, tokens: 2, milliseconds: 100, use: ResourceUse(), cost: 4),
+            RoundPrediction(nodes: 3, tokens: 3, milliseconds: 100, use: ResourceUse(), cost: 9),
+        ]
+        let p = policy(remoteProfile(overhead: 80), CostPreferences(objective: .totalCost, serviceLevel: .minTokensPerSecond(18)))
+        for _ in 0..<30 {
+            p.observe(RoundRecord(plan: .plain, draft: Draft(), sent: TokenTree(),
+                                  prediction: RoundPrediction(tokens: 1, milliseconds: 1000 / 60.0),
+                                  result: VerificationResult(acceptedNodes: [], nextToken: 0, batchSize: 1),
+                                  use: ResourceUse(), milliseconds: 1000 / 60.0))
+        }
+        // 30 tokens at 60 tokens/s leave the last 20 of 50 tokens 50 / 19.29 − 0.5 = 2.09 s,
+        // 1.09 s more than the steady plan takes: the slow plans' 150 ms more per token fit
+        // 7 tokens. Seven rounds of the cheapest save 7; one round of 4 saves 2, the most any
+        // single round saves (chosen when a lead was planned as one round and then the steady
+        // plan, and again in the next round).
+        _ = p.plan(remaining: 20, room: 1000)
+        #expect(p.choose(plans) == 0)
+        // Without the lead the steady plan.
+        p.beginRequest()
+        _ = p.plan(remaining: 20, room: 1000)
+        #expect(p.choose(plans) == 2)
     }
 
     @Test("A profile survives JSON and rejects corrupt values")
