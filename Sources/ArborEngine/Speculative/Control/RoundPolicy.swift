@@ -194,8 +194,7 @@ public final class RoundPolicy {
     /// the steady plan for the others: a candidate cheaper per token than the steady plan (and
     /// so slower) for as many whole rounds as the time allows, a dearer one (faster) for as few
     /// as the minimum needs, any for all the rest if it keeps the minimum throughout; nil when
-    /// none keeps it. The cost is linear in the candidate's share, so one of those ends is
-    /// the best share.
+    /// none keeps it.
     ///
     /// Why a plan for the rest rather than the cheapest round fast enough by itself:
     /// - a lead: with every round held to the minimum, a draft too unlikely to keep it was
@@ -213,9 +212,10 @@ public final class RoundPolicy {
     ///
     /// Why as many rounds as the time allows, not one: planned as one round and then the
     /// steady plan, a lead went to whichever cheap round displaced the most steady tokens at
-    /// once — a deep draft, dearer per token than a shallow one — and the next round, planned
-    /// the same way, chose it again (MT-bench at 80 ms, a minimum of 9.8 tokens/s: drafts 4–6
-    /// deep, 1.3× the fixed chain's cost, where cs = 1 drafted 2–3 deep).
+    /// once (a deeper draft, though dearer per token than a shallower one the lead could pay
+    /// for many times over), and the next round, planned the same way, could choose it again.
+    /// The rest's cost is linear in the candidate's share of it, so the best share is one of
+    /// the two ends.
     func planRest(_ candidates: [RoundPrediction], steady: RoundPrediction,
                   account: (remaining: Double, budgetMilliseconds: Double, need: Double), delivered: Double) -> Int? {
         let budget = account.budgetMilliseconds
