@@ -209,8 +209,8 @@ struct RoundPolicyTests {
         // 47 / 10.5 − 1.2 = 3.28 s (14.3 tokens/s), more than drafting's 12.5. Every run-ahead
         // keeps that pace, the longest fastest. 16 tokens run ahead and then drafting keep the
         // minimum (560 ms + 31 tokens in 2.48 s), as do two rounds of 8 or four of 4 for the
-        // same cost, only slower; one round of 8 does not (320 ms + 3.12 s), two of 2 cost
-        // less but do not either, and 32 cost more.
+        // same cost, only slower; one round of 8 does not (320 ms + 3.12 s), rounds of 2 (each
+        // paying the round trip) never do, and 32 cost more.
         rounds(1, milliseconds: 1200)
         _ = p.plan(remaining: 47, room: 1000)
         #expect(p.choose(plans) == 4)
