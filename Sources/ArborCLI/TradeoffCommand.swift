@@ -280,9 +280,10 @@ struct TradeoffCommand: AsyncParsableCommand {
                 if verbose {
                     // Each round: a<k> a run-ahead of k, p plain, d<depth>/<nodes sent> drafted (+ when
                     // drafted ahead); then tokens committed / predicted, ms measured / predicted.
-                    let rounds = (r.stats.speculative?.plans ?? []).map { s in
-                        let kind = s.runAhead > 0 ? "a\(s.runAhead)" : s.nodes == 0 ? "p" : "d\(s.draftedDepth)/\(s.nodes)\(s.draftedAhead ? "+" : "")"
-                        return kind + String(format: " %d/%.1f %.0f/%.0f", s.tokens, s.predictedTokens, s.milliseconds, s.predictedMilliseconds)
+                    let rounds = (r.stats.speculative?.plans ?? []).map { round in
+                        let kind = round.runAhead > 0 ? "a\(round.runAhead)"
+                            : round.nodes == 0 ? "p" : "d\(round.draftedDepth)/\(round.nodes)\(round.draftedAhead ? "+" : "")"
+                        return kind + String(format: " %d/%.1f %.0f/%.0f", round.tokens, round.predictedTokens, round.milliseconds, round.predictedMilliseconds)
                     }
                     StandardStreams.error(String(format: "  %@ #%d: %d tokens, %.1f tok/s; ", settings[s].point.name, i, r.tokens.count, r.stats.tokensPerSecond)
                         + rounds.joined(separator: ", ") + "\n")

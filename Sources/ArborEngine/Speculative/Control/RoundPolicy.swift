@@ -276,8 +276,6 @@ public final class RoundPolicy {
         switch preferences.serviceLevel {
         case let .minTokensPerSecond(x)?:
             let account = speedAccount(x), delivered = deliveredRatio
-            let goal = account.need / delivered
-            let ok = indices.filter { candidates[$0].tokensPerSecond >= goal }
             var steady = given
             if given == nil {
                 let keepsMinimum = indices.filter { candidates[$0].tokensPerSecond * delivered >= x * (1 + Self.serviceLevelMargin) }
@@ -285,6 +283,8 @@ public final class RoundPolicy {
                 steadyPlan = steady
             }
             if let steady, let i = planRest(candidates, steady: steady, account: account, delivered: delivered) { return i }
+            // No steady plan: the cheapest plan keeping the rate the rest needs, else the fastest.
+            let ok = indices.filter { candidates[$0].tokensPerSecond >= account.need / delivered }
             return ok.isEmpty ? fastest(indices) : cheapest(ok)
         case let .maxCostPerMillionTokens(y)?:
             let ok = indices.filter { candidates[$0].costPerToken * 1e6 <= y }
